@@ -1,0 +1,114 @@
+/* memory:SIZE -- a volatile backend in anonymous memory.
+ *
+ * The store is one private anonymous mapping with MAP_NORESERVE: pages cost
+ * nothing until written, so memory:1T works on a small machine as long as
+ * little of it is used.  Zeroing whole pages gives them back to the kernel
+ * (MADV_DONTNEED), which is both the fast zero and the trim. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "backend/backends.h"
+#include "util/error.h"
+
+struct memory {
+  unsigned char *base;
+  size_t size;
+  size_t page;
+};
+
+static int
+memory_pread (void *self, void *buf, size_t len, uint64_t off)
+{
+  struct memory *m = self;
+  memcpy (buf, m->base + off, len);
+  return 0;
+}
+
+static int
+memory_pwrite (void *self, const void *buf, size_t len, uint64_t off,
+               unsigned flags)
+{
+  struct memory *m = self;
+  memcpy (m->base + off, buf, len);
+  return 0;
+}
+
+static int
+memory_zero (void *self, size_t len, uint64_t off, unsigned flags)
+{
+  struct memory *m = self;
+  /* memset the unaligned edges, drop the whole pages in between. */
+  uint64_t first = (off + m->page - 1) / m->page * m->page;
+  uint64_t end = off + len;
+  uint64_t last = end / m->page * m->page;
+  if (first >= last) {
+    memset (m->base + off, 0, len);
+    return 0;
+  }
+  memset (m->base + off, 0, first - off);
+  memset (m->base + last, 0, end - last);
+  if (madvise (m->base + first, last - first, MADV_DONTNEED) < 0)
+    memset (m->base + first, 0, last - first);
+  return 0;
+}
+
+static int
+memory_trim (void *self, size_t len, uint64_t off)
+{
+  return memory_zero (self, len, off, 0);
+}
+
+static void
+memory_close (void *self)
+{
+  struct memory *m = self;
+  if (m->size > 0)
+    munmap (m->base, m->size);
+  free (m);
+}
+
+static const struct r3m_backend_ops memory_ops = {
+  .name = "memory",
+  .pread = memory_pread,
+  .pwrite = memory_pwrite,
+  .zero = memory_zero,
+  .trim = memory_trim,
+  .close = memory_close,
+};
+
+int
+be_memory_new (uint64_t size, unsigned open_flags, const char *description,
+               struct r3m_backend **out, struct r3m_error *err)
+{
+  if (size > SIZE_MAX / 2)
+    return util_err (err, EFBIG, "%s: size does not fit in memory",
+                     description);
+  struct memory *m = calloc (1, sizeof *m);
+  if (!m)
+    return util_errno (err, ENOMEM, "%s", description);
+  m->size = (size_t) size;
+  m->page = (size_t) sysconf (_SC_PAGESIZE);
+  if (size > 0) {
+    m->base = mmap (NULL, m->size, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m->base == MAP_FAILED) {
+      int e = errno;
+      free (m);
+      return util_errno (err, e, "%s: mmap", description);
+    }
+  }
+  struct r3m_backend_info info = {
+    .size = size,
+    .align = 1,
+    .flags = R3M_BACKEND_VOLATILE | R3M_BACKEND_FAST_ZERO
+             | ((open_flags & R3M_OPEN_READ_ONLY) ? R3M_BACKEND_READ_ONLY : 0),
+    .async_threads = 0,         /* memcpy is faster than a thread hop */
+  };
+  int r = r3m_backend_new (&memory_ops, m, &info, description, out, err);
+  if (r < 0)
+    memory_close (m);
+  return r;
+}

@@ -1,0 +1,22 @@
+/* r3m_backend_open: URI scheme to backend constructor.
+ * Minimal for now: memory:SIZE.  The URI parser and the other schemes
+ * replace this. */
+#include <errno.h>
+#include <string.h>
+
+#include "backend/backends.h"
+#include "util/error.h"
+#include "util/size.h"
+
+int
+r3m_backend_open (const char *uri, unsigned flags, struct r3m_backend **out,
+                  struct r3m_error *err)
+{
+  if (uri && strncmp (uri, "memory:", 7) == 0) {
+    uint64_t size;
+    if (util_parse_size (uri + 7, &size) < 0)
+      return util_err (err, EINVAL, "%s: '%s' is not a size", uri, uri + 7);
+    return be_memory_new (size, flags, uri, out, err);
+  }
+  return util_err (err, EINVAL, "%s: unknown backend URI", uri ? uri : "(null)");
+}
