@@ -14,10 +14,10 @@
  *                     the session (which aborts the connection for anyone
  *                     still using a lazily unmounted file), flush again
  *
- * We never call fuse_session_unmount: it closes the device fd before
- * unmounting, which aborts the connection and drops the kernel's dirty
- * pages.  Unmounting while the workers still serve lets the kernel write
- * them back first.
+ * We never let libfuse unmount: fuse_session_unmount closes the device fd
+ * before unmounting, which aborts the connection and drops the kernel's
+ * dirty pages.  Unmounting while the workers still serve lets the kernel
+ * write them back first.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -218,6 +218,40 @@ fail:
   return NULL;
 }
 
+/* As root we mount with mount(2) ourselves and hand libfuse the device fd
+ * ("/dev/fd/N"), so libfuse never unmounts anything: its unmount would
+ * close the device first (losing dirty pages) and print errors for mounts
+ * we already took down.  As a user only the setuid fusermount3 can mount,
+ * and libfuse knows how to talk to it. */
+static int
+mount_as_root (struct r3m_fuse *fs, struct r3m_error *err)
+{
+  int fd = open ("/dev/fuse", O_RDWR | O_CLOEXEC);
+  if (fd < 0)
+    return util_errno (err, errno, "mount %s: opening /dev/fuse",
+                       fs->mountpoint);
+  char opts[160];
+  snprintf (opts, sizeof opts,
+            "fd=%d,rootmode=%o,user_id=%u,group_id=%u,default_permissions%s",
+            fd, (unsigned) (S_IFDIR | 0755), (unsigned) fs->uid,
+            (unsigned) fs->gid, fs->opts.allow_other ? ",allow_other" : "");
+  if (mount ("r3map", fs->mountpoint, "fuse.r3map", MS_NOSUID | MS_NODEV,
+             opts) < 0) {
+    int e = errno;
+    close (fd);
+    return util_errno (err, e, "mount %s", fs->mountpoint);
+  }
+  char devfd[32];
+  snprintf (devfd, sizeof devfd, "/dev/fd/%d", fd);
+  if (fuse_session_mount (fs->se, devfd) != 0) {
+    umount2 (fs->mountpoint, MNT_DETACH);
+    close (fd);
+    return util_err (err, EIO, "mount %s: libfuse refused the device fd",
+                     fs->mountpoint);
+  }
+  return 0;
+}
+
 static int
 new_session (struct r3m_fuse *fs, struct r3m_error *err)
 {
@@ -232,14 +266,18 @@ new_session (struct r3m_fuse *fs, struct r3m_error *err)
   if (!fs->se)
     return util_err (err, ENOMEM, "mount %s: cannot create a FUSE session",
                      fs->mountpoint);
-  if (fuse_session_mount (fs->se, fs->mountpoint) != 0) {
+  int r = 0;
+  if (geteuid () == 0)
+    r = mount_as_root (fs, err);
+  else if (fuse_session_mount (fs->se, fs->mountpoint) != 0)
+    r = util_err (err, EPERM,
+                  "mount %s: the FUSE mount failed (as a user this needs "
+                  "fusermount3 from the fuse3 package)", fs->mountpoint);
+  if (r < 0) {
     fuse_session_destroy (fs->se);
     fs->se = NULL;
-    return util_err (err, EPERM,
-                     "mount %s: the FUSE mount failed (as a user this needs "
-                     "fusermount3 from the fuse3 package)", fs->mountpoint);
   }
-  return 0;
+  return r;
 }
 
 /* The kernel starts a FUSE mount with 128 KiB of read-ahead whatever INIT
@@ -469,6 +507,9 @@ r3m_fuse_close (struct r3m_fuse *fs, struct r3m_error *err)
     if (mounted)
       r3m_fuse_unmount (fs, true, NULL);
     fusefe_loop_stop (fs);
+    /* Frees what fuse_session_mount kept of a user mount (fusermount3 -u
+     * -z, quietly a no-op by now); nothing at all for a root mount. */
+    fuse_session_unmount (fs->se);
     fuse_session_destroy (fs->se);
   }
   int r = flush_all (fs);

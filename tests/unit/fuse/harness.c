@@ -37,7 +37,12 @@ spy_pread (void *self, void *buf, size_t len, uint64_t off)
   struct ft_spy *s = self;
   atomic_fetch_add (&s->reads, 1);
   int e = atomic_load (&s->fail);
-  return e ? -e : r3m_backend_pread (s->inner, buf, len, off);
+  if (e)
+    return -e;
+  pthread_mutex_lock (&s->lock);
+  int r = r3m_backend_pread (s->inner, buf, len, off);
+  pthread_mutex_unlock (&s->lock);
+  return r;
 }
 
 static int
@@ -47,7 +52,12 @@ spy_pwrite (void *self, const void *buf, size_t len, uint64_t off,
   struct ft_spy *s = self;
   atomic_fetch_add (&s->writes, 1);
   int e = atomic_load (&s->fail);
-  return e ? -e : r3m_backend_pwrite (s->inner, buf, len, off, flags);
+  if (e)
+    return -e;
+  pthread_mutex_lock (&s->lock);
+  int r = r3m_backend_pwrite (s->inner, buf, len, off, flags);
+  pthread_mutex_unlock (&s->lock);
+  return r;
 }
 
 static int
@@ -56,7 +66,12 @@ spy_flush (void *self)
   struct ft_spy *s = self;
   atomic_fetch_add (&s->flushes, 1);
   int e = atomic_load (&s->fail);
-  return e ? -e : r3m_backend_flush (s->inner);
+  if (e)
+    return -e;
+  pthread_mutex_lock (&s->lock);
+  int r = r3m_backend_flush (s->inner);
+  pthread_mutex_unlock (&s->lock);
+  return r;
 }
 
 static int
@@ -65,7 +80,12 @@ spy_zero (void *self, size_t len, uint64_t off, unsigned flags)
   struct ft_spy *s = self;
   atomic_fetch_add (&s->zeros, 1);
   int e = atomic_load (&s->fail);
-  return e ? -e : r3m_backend_zero (s->inner, len, off, flags);
+  if (e)
+    return -e;
+  pthread_mutex_lock (&s->lock);
+  int r = r3m_backend_zero (s->inner, len, off, flags);
+  pthread_mutex_unlock (&s->lock);
+  return r;
 }
 
 static void
@@ -73,6 +93,7 @@ spy_close (void *self)
 {
   struct ft_spy *s = self;
   r3m_backend_close (s->inner);
+  pthread_mutex_destroy (&s->lock);
   free (s);
 }
 
@@ -90,6 +111,7 @@ ft_spy_new (uint64_t size, struct ft_spy **spy)
 {
   struct ft_spy *s = calloc (1, sizeof *s);
   assert_non_null (s);
+  pthread_mutex_init (&s->lock, NULL);
   char uri[64];
   snprintf (uri, sizeof uri, "memory:%llu", (unsigned long long) size);
   struct r3m_error err;

@@ -4,6 +4,7 @@
 #ifndef R3M_TEST_FUSE_HARNESS_H
 #define R3M_TEST_FUSE_HARNESS_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -18,12 +19,17 @@ void ft_require_fuse (void);
 
 struct ft_spy {
   struct r3m_backend *inner;     /* memory: backend holding the data */
+  /* Serializes calls, so that ThreadSanitizer sees the order between a
+   * test thread touching the store directly and a FUSE worker touching it
+   * because of a system call (an order only the kernel knows). */
+  pthread_mutex_t lock;
   atomic_uint reads, writes, flushes, zeros;
   atomic_int fail;               /* positive errno: every call fails */
 };
 
 /* A backend of `size` bytes whose calls go to a memory: backend and are
- * counted in *spy (owned by the backend). */
+ * counted in *spy (owned by the backend).  Tests read and write the store
+ * through this backend, never through spy->inner. */
 struct r3m_backend *ft_spy_new (uint64_t size, struct ft_spy **spy);
 
 struct ft_mount {
