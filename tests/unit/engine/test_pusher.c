@@ -178,7 +178,7 @@ flusher (void *p)
 /* Bug 10: a write that lands while its chunk is being pushed stays dirty
  * and reaches the remote with the next push. */
 static void
-test_write_during_push_stays_dirty (void **state)
+test_bug10_write_during_push_stays_dirty (void **state)
 {
   struct fixture x;
   struct r3m_region_options o = opts ();
@@ -317,7 +317,7 @@ main (void)
     cmocka_unit_test (test_periodic_push),
     cmocka_unit_test (test_close_pushes_and_flushes),
     cmocka_unit_test (test_flush_reaches_remote),
-    cmocka_unit_test (test_write_during_push_stays_dirty),
+    cmocka_unit_test (test_bug10_write_during_push_stays_dirty),
     cmocka_unit_test (test_flush_waits_for_push_in_flight),
     cmocka_unit_test (test_before_push_called),
     cmocka_unit_test (test_mark_dirty_pushes),
