@@ -150,6 +150,79 @@ memcpy_once (struct r3m_backend *remote, uint64_t size, uint32_t chunk,
   return (double) size / (double) (t1 - t0);
 }
 
+/* Reads of local data: through the region vs straight from the cache.
+ * Returns GB/s for `ops` reads of `len` bytes, sequential or random. */
+static double
+read_rate (struct r3m_region *r, struct r3m_backend *cache, uint64_t size,
+           size_t len, bool random, bool direct_cache)
+{
+  unsigned char *buf = malloc (len);
+  uint64_t total = 0, x = 88172645463325252ull;
+  uint64_t t0 = util_now_ns ();
+  uint64_t n = size / len;
+  if (random && n > 262144)
+    n = 262144;
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t off;
+    if (random) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      off = (x % (size / len)) * len;
+    } else
+      off = i * len;
+    int e = direct_cache ? r3m_backend_pread (cache, buf, len, off)
+                         : r3m_region_read (r, buf, len, off);
+    if (e < 0)
+      exit (1);
+    total += len;
+  }
+  uint64_t t1 = util_now_ns ();
+  free (buf);
+  return (double) total / (double) (t1 - t0);
+}
+
+static void
+read_table (struct r3m_backend *remote, uint64_t size, unsigned repeat,
+            FILE *js)
+{
+  struct r3m_backend *cache = open_memory (size);
+  struct r3m_region_options o;
+  r3m_region_options_init (&o);
+  o.pull_first = true;
+  struct r3m_region *r;
+  if (r3m_region_open (remote, cache, &o, &r, NULL) < 0)
+    exit (1);
+  static const struct { size_t len; bool random; const char *name; } w[] = {
+    { 1 << 20, false, "sequential 1 MiB" },
+    { 128 << 10, false, "sequential 128 KiB" },
+    { 4096, true, "random 4 KiB" },
+  };
+  printf ("\nReads of local data (after the pull, 64 KiB chunks), one "
+          "thread, GB/s (median of %u)\n\n| workload | region | cache "
+          "pread | ratio |\n|---|---:|---:|---:|\n", repeat);
+  double *a = calloc (repeat, sizeof *a), *b = calloc (repeat, sizeof *b);
+  if (js)
+    fprintf (js, "  \"reads\": [\n");
+  for (size_t i = 0; i < 3; i++) {
+    for (unsigned k = 0; k < repeat; k++) {
+      a[k] = read_rate (r, cache, size, w[i].len, w[i].random, false);
+      b[k] = read_rate (r, cache, size, w[i].len, w[i].random, true);
+    }
+    double ra = median (a, repeat), rb = median (b, repeat);
+    printf ("| %s | %.2f | %.2f | %.2f |\n", w[i].name, ra, rb, ra / rb);
+    if (js)
+      fprintf (js, "    {\"workload\": \"%s\", \"region\": %.3f, "
+               "\"cache\": %.3f}%s\n", w[i].name, ra, rb, i < 2 ? "," : "");
+  }
+  if (js)
+    fprintf (js, "  ],\n");
+  free (a);
+  free (b);
+  r3m_region_close (r, NULL);
+  r3m_backend_close (cache);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -199,8 +272,12 @@ main (int argc, char **argv)
              strerror (errno));
   else
     fprintf (js, "{\n  \"benchmark\": \"engine_pull\",\n  \"size\": %llu,\n"
-             "  \"repeat\": %u,\n  \"unit\": \"GB/s\",\n  \"results\": [\n",
+             "  \"repeat\": %u,\n  \"unit\": \"GB/s\",\n",
              (unsigned long long) size, repeat);
+  read_table (remote, size, repeat, js);
+  if (js)
+    fprintf (js, "  \"results\": [\n");
+  printf ("\n");
 
   printf ("Pull of a %.2f GiB memory: remote into a memory: cache, GB/s "
           "(median of %u)\n\n", (double) size / (1 << 30), repeat);
