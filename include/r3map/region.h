@@ -100,7 +100,9 @@ uint32_t r3m_region_chunk_size (const struct r3m_region *r);
 
 int r3m_region_read (struct r3m_region *r, void *buf, size_t len,
                      uint64_t off);
-/* flags: R3M_IO_FUA (the data is pushed and the remote flushed first). */
+/* flags: R3M_IO_FUA (the data is pushed and the remote flushed first).
+ * Writes, zeroes, trims and mark_dirty fail with -EPERM when the remote is
+ * read-only. */
 int r3m_region_write (struct r3m_region *r, const void *buf, size_t len,
                       uint64_t off, unsigned flags);
 int r3m_region_zero (struct r3m_region *r, size_t len, uint64_t off,
