@@ -8,15 +8,6 @@
 
 #include "frontend/fuse/fusefe.h"
 
-/* Until the region engine lands, a region file reports ENOTSUP.
- * TODO(fuse): drop once branch engine is merged. */
-#ifndef FUSEFE_HAVE_ENGINE
-#define r3m_region_read(r, b, l, o) ((void) (r), -ENOTSUP)
-#define r3m_region_write(r, b, l, o, fl) ((void) (r), -ENOTSUP)
-#define r3m_region_zero(r, l, o, fl) ((void) (r), -ENOTSUP)
-#define r3m_region_flush(r) ((void) (r), -ENOTSUP)
-#define r3m_region_size(r) ((void) (r), (uint64_t) 0)
-#endif
 
 uint64_t
 fusefe_size (const struct fusefe_file *f)

@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -23,7 +24,7 @@
 #define READERS 2
 #define SLICE (1u << 20)
 #define SIZE ((WRITERS + MAPPERS) * SLICE)
-#define OPS 2000
+#define OPS 800
 
 struct worker {
   const char *path;
@@ -137,18 +138,16 @@ teardown (void **state)
   return 0;
 }
 
+/* Run the workers on the file at `path`, each checking what it reads
+ * against the model. */
 static void
-test_concurrent_readers_and_writers_match_model (void **state)
+run_workers (const char *path, unsigned char *model)
 {
-  struct ft_mount *m = calloc (1, sizeof *m);
-  *state = m;
-  ft_mount (m, SIZE, NULL);
-  unsigned char *model = calloc (1, SIZE);
   atomic_bool stop = false;
   struct worker w[WRITERS + MAPPERS + READERS];
   pthread_t t[WRITERS + MAPPERS + READERS];
   for (unsigned i = 0; i < WRITERS + MAPPERS + READERS; i++) {
-    w[i] = (struct worker) { .path = m->path, .index = i, .model = model,
+    w[i] = (struct worker) { .path = path, .index = i, .model = model,
                              .stop = &stop };
     void *(*fn) (void *) = i < WRITERS ? writer
                          : i < WRITERS + MAPPERS ? mapper : reader;
@@ -161,9 +160,80 @@ test_concurrent_readers_and_writers_match_model (void **state)
     pthread_join (t[i], NULL);
   for (unsigned i = 0; i < WRITERS + MAPPERS + READERS; i++)
     assert_int_equal (w[i].failures, 0);
+}
 
+static void
+test_concurrent_readers_and_writers_match_model (void **state)
+{
+  struct ft_mount *m = calloc (1, sizeof *m);
+  *state = m;
+  ft_mount (m, SIZE, NULL);
+  unsigned char *model = calloc (1, SIZE);
+  run_workers (m->path, model);
   unsigned char *store = malloc (SIZE);
   assert_int_equal (r3m_backend_pread (m->be, store, SIZE, 0), 0);
+  assert_memory_equal (store, model, SIZE);
+  free (store);
+  free (model);
+}
+
+/* The same through a region with background pull and push running, with
+ * a remote that already holds data. */
+static struct {
+  char dir[64];
+  struct ft_spy *spy;
+  struct r3m_backend *remote, *cache;
+  struct r3m_region *region;
+  struct r3m_fuse *fs;
+} rg;
+
+static int
+teardown_region (void **state)
+{
+  r3m_fuse_close (rg.fs, NULL);
+  if (rg.region)
+    r3m_region_close (rg.region, NULL);
+  r3m_backend_close (rg.cache);
+  r3m_backend_close (rg.remote);
+  rmdir (rg.dir);
+  return 0;
+}
+
+static void
+test_concurrent_io_through_region_matches_model (void **state)
+{
+  strcpy (rg.dir, "/tmp/r3m-fuse-XXXXXX");
+  assert_non_null (mkdtemp (rg.dir));
+  unsigned char *model = malloc (SIZE);
+  ft_pattern (model, SIZE, 0, 77);
+  rg.remote = ft_spy_new (SIZE, &rg.spy);
+  assert_int_equal (r3m_backend_pwrite (rg.remote, model, SIZE, 0, 0), 0);
+  struct r3m_error err;
+  char uri[32];
+  snprintf (uri, sizeof uri, "memory:%u", SIZE);
+  assert_int_equal (r3m_backend_open (uri, 0, &rg.cache, &err), 0);
+  struct r3m_region_options ro;
+  r3m_region_options_init (&ro);
+  ro.chunk_size = 16384;
+  ro.pull_workers = 2;
+  ro.pull_window = 8;
+  ro.push_interval_ms = 20;
+  if (r3m_region_open (rg.remote, rg.cache, &ro, &rg.region, &err) < 0)
+    fail_msg ("%s", err.msg);
+  struct r3m_fuse_file f = { .name = "region", .region = rg.region };
+  if (r3m_fuse_mount (rg.dir, &f, 1, NULL, &rg.fs, &err) < 0)
+    fail_msg ("%s", err.msg);
+
+  run_workers (r3m_fuse_path (rg.fs, 0), model);
+
+  struct r3m_fuse *fs = rg.fs;
+  rg.fs = NULL;
+  assert_int_equal (r3m_fuse_close (fs, &err), 0);
+  struct r3m_region *r = rg.region;
+  rg.region = NULL;
+  assert_int_equal (r3m_region_close (r, &err), 0);
+  unsigned char *store = malloc (SIZE);
+  assert_int_equal (r3m_backend_pread (rg.remote, store, SIZE, 0), 0);
   assert_memory_equal (store, model, SIZE);
   free (store);
   free (model);
@@ -176,6 +246,8 @@ main (void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_teardown
       (test_concurrent_readers_and_writers_match_model, teardown),
+    cmocka_unit_test_teardown
+      (test_concurrent_io_through_region_matches_model, teardown_region),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
