@@ -197,7 +197,10 @@ cli_duration_ms (const char *s, uint64_t *out_ms)
     *out_ms = 0;
     return 0;
   }
-  /* The number, kept as whole / 10^k to stay exact. */
+  /* The number, kept as whole / 10^k to stay exact; it starts with a
+   * digit, as sizes do. */
+  if (!isdigit ((unsigned char) *s))
+    return -EINVAL;
   const char *p = s;
   uint64_t num = 0, den = 1;
   bool point = false, any = false;
