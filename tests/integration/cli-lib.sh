@@ -55,3 +55,25 @@ expect_usage() {
   expect_err_prefixed
   expect_no_out
 }
+
+# expected_pattern SIZE FILE: the bytes of pattern:SIZE, computed here
+# independently of r3map (each 8-byte word is its offset, big-endian).
+expected_pattern() {
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import struct, sys
+n, path = int(sys.argv[1]), sys.argv[2]
+with open(path, "wb") as f:
+    step = 1 << 20
+    for base in range(0, n, step):
+        end = min(n, base + step)
+        words = range(base, end, 8)   # the last word may be cut short
+        f.write(b"".join(struct.pack(">Q", w) for w in words)[: end - base])
+PY
+}
+
+# requires CMD...: skip (77) with a reason unless each program exists.
+requires() {
+  for c in "$@"; do
+    command -v "$c" >/dev/null || { echo "SKIP: $c is not installed (scripts/deps.sh test)"; exit 77; }
+  done
+}

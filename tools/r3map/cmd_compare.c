@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "options.h"
+#include "progress.h"
 #include "verify.h"
 
 #define DEFAULT_CHUNK (64u << 10)
@@ -38,7 +39,7 @@ cli_compare_help (FILE *out)
 "  -h, --help             show this help\n"
 "\n"
 "Output (stdout):\n"
-"  identical: 1.00 GiB (1073741824 bytes), XXH3-64 5f0b6ce2b0b5a83d\n"
+"  identical: 1.00 GiB (1073741824 bytes), XXH3-64 39ccff1c0338d398\n"
 "  different: the chunk at offset 65536 differs (chunk size 64 KiB)\n"
 "\n"
 "Exit status: 0 identical, 1 a read failed, 2 usage error, 3 different.\n"
@@ -122,7 +123,7 @@ compare (const struct cli_command *cmd, const struct compare_opts *o,
 
   char size[32], chunk[32];
   util_format_size (len, size, sizeof size);
-  util_format_size (o->chunk, chunk, sizeof chunk);
+  cli_format_size_exact (o->chunk, chunk, sizeof chunk);
   if (res.first_diff != CLI_VERIFY_SAME) {
     if (!o->quiet)
       printf ("different: the chunk at offset %" PRIu64 " differs (chunk "

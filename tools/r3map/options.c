@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "options.h"
+#include "progress.h"
 
 /* ---- getopt ------------------------------------------------------------ */
 
@@ -143,8 +144,8 @@ cli_parse_size (const struct cli_command *cmd, const char *opt,
   uint64_t v;
   int r = util_parse_size (arg, &v);
   char lo[32], hi[32];
-  util_format_size (min, lo, sizeof lo);
-  util_format_size (max, hi, sizeof hi);
+  cli_format_size_exact (min, lo, sizeof lo);
+  cli_format_size_exact (max, hi, sizeof hi);
   if (r == -ERANGE || (r == 0 && (v < min || v > max))) {
     cli_usage_error (cmd, "%s: '%s' is out of range (%s to %s)", opt, arg,
                      lo, hi);

@@ -62,6 +62,23 @@ cli_format_duration (double s, char *buf, size_t len)
 }
 
 void
+cli_format_size_exact (uint64_t bytes, char *buf, size_t len)
+{
+  static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB",
+                                       "PiB", "EiB" };
+  unsigned u = 0;
+  uint64_t v = bytes;
+  while (v >= 1024 && v % 1024 == 0 && u + 1 < sizeof units / sizeof units[0]) {
+    v /= 1024;
+    u++;
+  }
+  if (v >= 1024)
+    util_format_size (bytes, buf, len);
+  else
+    snprintf (buf, len, "%llu %s", (unsigned long long) v, units[u]);
+}
+
+void
 cli_format_rate (double bps, char *buf, size_t len)
 {
   char size[32];

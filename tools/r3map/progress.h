@@ -53,6 +53,11 @@ void cli_progress_render (char *buf, size_t len, unsigned width,
 /* "0.84 s", "12.3 s", "2m05s", "1h02m": a duration for people. */
 void cli_format_duration (double seconds, char *buf, size_t len);
 
+/* A size that is a whole number of its unit exactly ("512 B", "64 KiB",
+ * "1 MiB"), else as util_format_size ("1.50 MiB"): for chunk sizes and
+ * limits, which are usually powers of two. */
+void cli_format_size_exact (uint64_t bytes, char *buf, size_t len);
+
 /* "1.19 GiB/s" */
 void cli_format_rate (double bytes_per_s, char *buf, size_t len);
 

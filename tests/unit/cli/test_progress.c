@@ -132,6 +132,16 @@ test_formats (void **state)
   assert_string_equal (b, "1.19 GiB/s");
   cli_format_rate (0, b, sizeof b);
   assert_string_equal (b, "0 B/s");
+  cli_format_size_exact (512, b, sizeof b);
+  assert_string_equal (b, "512 B");
+  cli_format_size_exact (65536, b, sizeof b);
+  assert_string_equal (b, "64 KiB");
+  cli_format_size_exact (64u << 20, b, sizeof b);
+  assert_string_equal (b, "64 MiB");
+  cli_format_size_exact (3000, b, sizeof b);
+  assert_string_equal (b, "2.93 KiB");
+  cli_format_size_exact (UINT64_MAX, b, sizeof b);
+  assert_string_equal (b, "16.0 EiB");
 }
 
 int
