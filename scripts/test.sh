@@ -27,6 +27,9 @@ run() {
     return
   fi
   echo "== $dir: testing ($*)"
+  # A log left by an earlier run must not stand in for this one if meson
+  # test dies before writing its own (summarize.py then reports it).
+  rm -f "$dir/meson-logs/testlog.json"
   meson test -C "$dir" --num-processes "$jobs" --print-errorlogs "$@" \
     | grep -E '^ *[0-9]+/[0-9]+ ' || true
   logs+=("$dir/meson-logs/testlog.json")
