@@ -71,10 +71,10 @@ cli_copy_help (FILE *out)
 "                         (default: %u)\n"
 "  -W, --window=N         chunk fetches in flight against SRC, 1 to %u\n"
 "                         (default: %u)\n"
-"      --verify           after the copy, read SRC and DST again, each on\n"
-"                         its own thread, and compare their XXH3-64 hashes\n"
-"                         chunk by chunk; report the first chunk that\n"
-"                         differs and exit with status 3\n"
+"      --verify           after the copy, open SRC and DST again and read\n"
+"                         them, each on its own thread; compare XXH3-64\n"
+"                         hashes chunk by chunk, report the first chunk\n"
+"                         that differs and exit with status 3\n"
 "      --progress         draw a progress bar on stderr (percent, bytes,\n"
 "                         rate, ETA), redrawn every %u ms (default when\n"
 "                         stderr is a terminal)\n"
@@ -94,7 +94,8 @@ cli_copy_help (FILE *out)
 "Examples:\n"
 "  r3map copy pattern:1G file:/tmp/disk.img\n"
 "  r3map copy --verify --chunk-size 1M file:/tmp/disk.img dir:/tmp/chunks\n"
-"  r3map copy --no-progress dir:/tmp/chunks memory:1G\n",
+"  r3map copy --workers 4 --window 256 dir:/tmp/chunks file:/tmp/back.img\n"
+"  r3map copy pattern:4G memory:4G     (measures: memory: is gone at exit)\n",
            chunk, MAX_WORKERS, d.pull_workers, MAX_WINDOW, d.pull_window,
            CLI_PROGRESS_INTERVAL_MS);
 }

@@ -18,6 +18,8 @@
 #include "options.h"
 
 static const struct cli_command commands[] = {
+  { "copy", "copy one backend into another through the region engine",
+    cli_copy_run, cli_copy_help },
   { "compare", "compare two backends chunk by chunk (XXH3-64)",
     cli_compare_run, cli_compare_help },
 };
