@@ -30,8 +30,8 @@ step "1. A generated $size region into a directory of 1 MiB chunk files"
 echo "pattern:$size is read-only and generated on the fly: each 8-byte word"
 echo "holds its own offset.  The region engine pulls it into the directory."
 show "$r3map" copy --verify --chunk-size 1M "pattern:$size" "dir:$work/chunks"
-echo "the directory now holds $(find "$work/chunks" -type f | wc -l) files," \
-     "$(du -sh "$work/chunks" | cut -f1) in all"
+echo "the directory now holds $(find "$work/chunks" -type f ! -name '.*' | wc -l)" \
+     "chunk files and its metadata (.r3map-dir), $(du -sh "$work/chunks" | cut -f1) in all"
 
 step "2. The directory back into one file"
 show "$r3map" copy --verify "dir:$work/chunks" "file:$work/region.img"
