@@ -41,7 +41,8 @@ expect_err_prefixed
 # second MiB fails.
 in_ns "\"\$1\" copy pattern:8M 'file:$mnt/x'"
 expect_rc 1
-expect_err "r3map: copy: copying pattern:8M to file:$mnt/x"
+expect_err "r3map: copy: copying pattern:8M to file:$mnt/x failed"
 expect_err "No space left on device"
+grep -q "size=" "$tmp/err" && fail "the message quotes the size= r3map added"
 expect_err_prefixed
 echo "PASS"

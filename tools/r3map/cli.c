@@ -63,3 +63,22 @@ cli_report (const struct cli_command *cmd, int r, const struct r3m_error *err,
     cli_error ("%s: %s", cmd->name, msg);
   return status;
 }
+
+const char *
+cli_replace (const char *msg, const char *from, const char *to, char *buf,
+             size_t cap)
+{
+  size_t flen = strlen (from), used = 0;
+  buf[0] = '\0';
+  const char *p = msg;
+  for (;;) {
+    const char *hit = flen && strcmp (from, to) != 0 ? strstr (p, from) : NULL;
+    size_t keep = hit ? (size_t) (hit - p) : strlen (p);
+    int n = snprintf (buf + used, cap - used, "%.*s%s", (int) keep, p,
+                      hit ? to : "");
+    if (n < 0 || (size_t) n >= cap - used || !hit)
+      return buf;
+    used += (size_t) n;
+    p = hit + flen;
+  }
+}

@@ -40,4 +40,11 @@ int cli_exit_status (int r);
 int cli_report (const struct cli_command *cmd, int r,
                 const struct r3m_error *err, const char *what);
 
+/* Copy msg into buf (cap bytes, truncating) with every occurrence of
+ * `from` replaced by `to`, and return buf.  For messages that quote a URI
+ * the tool rewrote (r3map copy adds size= to a DST) so the user sees the
+ * URI they typed.  from "" or equal to `to`: a plain copy. */
+const char *cli_replace (const char *msg, const char *from, const char *to,
+                         char *buf, size_t cap);
+
 #endif

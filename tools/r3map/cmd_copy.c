@@ -43,7 +43,17 @@ struct copy_opts {
   bool quiet;
   enum progress_mode progress;
   const char *src, *dst;
+  const char *dst_opened;    /* dst as opened (with size= added), which
+                                library messages quote */
 };
+
+/* A library message with the DST URI as the user typed it. */
+static const char *
+tidy (const struct copy_opts *o, const char *msg, char *buf, size_t cap)
+{
+  return cli_replace (msg, o->dst_opened ? o->dst_opened : "", o->dst, buf,
+                      cap);
+}
 
 void
 cli_copy_help (FILE *out)
@@ -287,10 +297,12 @@ pull_all (const struct cli_command *cmd, const struct copy_opts *o,
   struct r3m_error err = { 0 };
   struct r3m_region *region;
   uint64_t size = r3m_backend_size (src);
+  char buf[R3M_ERROR_MSG_MAX + 256];
   int r = r3m_region_open (src, dst, &o->region, &region, &err);
   if (r < 0) {
     cli_progress_clear (bar);
-    cli_error ("%s: %s", cmd->name, err.msg[0] ? err.msg : strerror (-r));
+    cli_error ("%s: %s", cmd->name, err.msg[0] ? tidy (o, err.msg, buf,
+               sizeof buf) : strerror (-r));
     return CLI_EXIT_FAILURE;
   }
 
@@ -304,9 +316,11 @@ pull_all (const struct cli_command *cmd, const struct copy_opts *o,
   /* The status holds the message of what stopped the puller. */
   struct r3m_region_status st;
   r3m_region_status (region, &st);
-  char msg[R3M_ERROR_MSG_MAX];
-  snprintf (msg, sizeof msg, "%s", st.last_error_msg[0] ? st.last_error_msg
-            : strerror (r < 0 ? -r : st.last_error));
+  char msg[R3M_ERROR_MSG_MAX + 256];
+  if (st.last_error_msg[0])
+    tidy (o, st.last_error_msg, msg, sizeof msg);
+  else
+    snprintf (msg, sizeof msg, "%s", strerror (r < 0 ? -r : st.last_error));
 
   r3m_error_clear (&err);
   int rc = r3m_region_close (region, &err);
@@ -318,8 +332,8 @@ pull_all (const struct cli_command *cmd, const struct copy_opts *o,
   }
   if (rc < 0) {
     cli_error ("%s: finishing the copy into %s failed: %s", cmd->name,
-               o->dst,
-               err.msg[0] ? err.msg : strerror (-rc));
+               o->dst, err.msg[0] ? tidy (o, err.msg, buf, sizeof buf)
+               : strerror (-rc));
     return CLI_EXIT_FAILURE;
   }
   return 0;
@@ -331,8 +345,8 @@ pull_all (const struct cli_command *cmd, const struct copy_opts *o,
  * fresh dir: fd cache, later a fresh connection.  A volatile backend
  * (memory:) would come back empty, so it is kept. */
 static int
-reopen (const struct cli_command *cmd, struct r3m_backend **b,
-        const char *uri)
+reopen (const struct cli_command *cmd, const struct copy_opts *o,
+        struct r3m_backend **b, const char *uri, const char *shown)
 {
   if (r3m_backend_get_info (*b)->flags & R3M_BACKEND_VOLATILE)
     return 0;
@@ -341,8 +355,10 @@ reopen (const struct cli_command *cmd, struct r3m_backend **b,
   struct r3m_error err = { 0 };
   int r = r3m_backend_open (uri, R3M_OPEN_READ_ONLY, b, &err);
   if (r < 0) {
-    cli_error ("%s: verify: reopening %s: %s", cmd->name, uri,
-               err.msg[0] ? err.msg : strerror (-r));
+    char buf[R3M_ERROR_MSG_MAX + 256];
+    cli_error ("%s: verify: reopening %s: %s", cmd->name, shown,
+               err.msg[0] ? tidy (o, err.msg, buf, sizeof buf)
+               : strerror (-r));
     return CLI_EXIT_FAILURE;
   }
   return 0;
@@ -354,9 +370,9 @@ verify (const struct cli_command *cmd, const struct copy_opts *o,
         struct r3m_backend **src, struct r3m_backend **dst,
         const char *dst_uri)
 {
-  int status = reopen (cmd, src, o->src);
+  int status = reopen (cmd, o, src, o->src, o->src);
   if (status == 0)
-    status = reopen (cmd, dst, dst_uri);
+    status = reopen (cmd, o, dst, dst_uri, o->dst);
   if (status != 0)
     return status;
 
@@ -365,8 +381,10 @@ verify (const struct cli_command *cmd, const struct copy_opts *o,
   int r = cli_verify (*src, *dst, r3m_backend_size (*src),
                       o->region.chunk_size, &res, &err);
   if (r < 0) {
+    char buf[R3M_ERROR_MSG_MAX + 256];
     cli_error ("%s: verify: %s", cmd->name,
-               err.msg[0] ? err.msg : strerror (-r));
+               err.msg[0] ? tidy (o, err.msg, buf, sizeof buf)
+               : strerror (-r));
     return CLI_EXIT_FAILURE;
   }
   if (res.first_diff != CLI_VERIFY_SAME) {
@@ -457,9 +475,15 @@ cli_copy_run (const struct cli_command *cmd, int argc, char **argv)
     cli_error ("%s: %s", cmd->name, strerror (ENOMEM));
     return CLI_EXIT_FAILURE;
   }
+  o.dst_opened = uri;
   r = r3m_backend_open (uri, 0, &dst, &err);
-  if (r < 0)
+  if (r < 0) {
+    /* The typed URI is a prefix of the opened one: never longer. */
+    char buf[R3M_ERROR_MSG_MAX];
+    tidy (&o, err.msg, buf, sizeof buf);
+    memcpy (err.msg, buf, sizeof buf);
     status = cli_report (cmd, r, &err, o.dst);
+  }
   else
     status = copy (cmd, &o, &src, &dst, uri);
   free (uri);

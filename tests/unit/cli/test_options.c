@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "cli.h"
 #include "options.h"
 
 static void
@@ -76,6 +77,24 @@ test_closest (void **state)
   assert_null (cli_closest ("", c, n, sizeof c[0]));
 }
 
+static void
+test_replace (void **state)
+{
+  char buf[64];
+  assert_string_equal (cli_replace ("file:/x?size=4: write: ENOSPC",
+                                    "file:/x?size=4", "file:/x", buf,
+                                    sizeof buf), "file:/x: write: ENOSPC");
+  assert_string_equal (cli_replace ("a-b-a", "a", "xy", buf, sizeof buf),
+                       "xy-b-xy");
+  assert_string_equal (cli_replace ("none here", "zz", "y", buf, sizeof buf),
+                       "none here");
+  assert_string_equal (cli_replace ("keep", "", "y", buf, sizeof buf), "keep");
+  /* Truncated, still terminated. */
+  char small[6];
+  assert_string_equal (cli_replace ("abcabc", "b", "BBBB", small,
+                                    sizeof small), "aBBBB");
+}
+
 int
 main (void)
 {
@@ -83,6 +102,7 @@ main (void)
     cmocka_unit_test (test_duration_units),
     cmocka_unit_test (test_duration_refused),
     cmocka_unit_test (test_closest),
+    cmocka_unit_test (test_replace),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
