@@ -196,6 +196,12 @@ store (struct r3m_region *r, struct eng_fetch *f)
     if (e < 0)
       eng_fail (r, e, "storing chunk %llu in %s", (unsigned long long) c,
                 r3m_backend_describe (r->cache));
+    else {
+      /* Counted before the chunk turns LOCAL, so that the status never
+       * shows a chunk local whose fetch it has not counted. */
+      atomic_fetch_add (&r->fetch_bg, 1);
+      atomic_fetch_add (&r->bytes_fetched, len);
+    }
   }
 
   bool local = false, stale = false;
@@ -209,11 +215,8 @@ store (struct r3m_region *r, struct eng_fetch *f)
     eng_wake (r, c);
   }
   eng_unlock (r, c);
-  if (local) {
-    atomic_fetch_add (&r->fetch_bg, 1);
-    atomic_fetch_add (&r->bytes_fetched, len);
+  if (local)
     eng_notify_local (r, c);
-  }
 
   pthread_mutex_lock (&p->mu);
   p->inflight--;

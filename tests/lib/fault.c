@@ -31,6 +31,7 @@ struct tfault {
   bool released;              /* stall rules no longer stall */
 
   _Atomic uint64_t calls[NOPS];
+  atomic_uint active;         /* calls entered and not yet returned */
   _Atomic uint32_t *reads;    /* [nchunks] */
   _Atomic uint32_t *writes;
 };
@@ -107,9 +108,13 @@ static int
 tf_pread (void *self, void *buf, size_t len, uint64_t off)
 {
   struct tfault *f = self;
+  atomic_fetch_add (&f->active, 1);
   count_chunks (f, f->reads, len, off);
   int e = apply_rules (f, R3M_IO_READ, len, off);
-  return e ? e : r3m_backend_pread (f->inner, buf, len, off);
+  if (e == 0)
+    e = r3m_backend_pread (f->inner, buf, len, off);
+  atomic_fetch_sub (&f->active, 1);
+  return e;
 }
 
 static int
@@ -117,34 +122,50 @@ tf_pwrite (void *self, const void *buf, size_t len, uint64_t off,
            unsigned flags)
 {
   struct tfault *f = self;
+  atomic_fetch_add (&f->active, 1);
   count_chunks (f, f->writes, len, off);
   int e = apply_rules (f, R3M_IO_WRITE, len, off);
-  return e ? e : r3m_backend_pwrite (f->inner, buf, len, off, flags);
+  if (e == 0)
+    e = r3m_backend_pwrite (f->inner, buf, len, off, flags);
+  atomic_fetch_sub (&f->active, 1);
+  return e;
 }
 
 static int
 tf_flush (void *self)
 {
   struct tfault *f = self;
+  atomic_fetch_add (&f->active, 1);
   int e = apply_rules (f, R3M_IO_FLUSH, 0, 0);
-  return e ? e : r3m_backend_flush (f->inner);
+  if (e == 0)
+    e = r3m_backend_flush (f->inner);
+  atomic_fetch_sub (&f->active, 1);
+  return e;
 }
 
 static int
 tf_zero (void *self, size_t len, uint64_t off, unsigned flags)
 {
   struct tfault *f = self;
+  atomic_fetch_add (&f->active, 1);
   count_chunks (f, f->writes, len, off);
   int e = apply_rules (f, R3M_IO_ZERO, len, off);
-  return e ? e : r3m_backend_zero (f->inner, len, off, flags);
+  if (e == 0)
+    e = r3m_backend_zero (f->inner, len, off, flags);
+  atomic_fetch_sub (&f->active, 1);
+  return e;
 }
 
 static int
 tf_trim (void *self, size_t len, uint64_t off)
 {
   struct tfault *f = self;
+  atomic_fetch_add (&f->active, 1);
   int e = apply_rules (f, R3M_IO_TRIM, len, off);
-  return e ? e : r3m_backend_trim (f->inner, len, off);
+  if (e == 0)
+    e = r3m_backend_trim (f->inner, len, off);
+  atomic_fetch_sub (&f->active, 1);
+  return e;
 }
 
 static int
@@ -261,6 +282,17 @@ tfault_wait_stalled (struct tfault *f, unsigned n, unsigned timeout_ms)
 {
   for (unsigned t = 0; t <= timeout_ms; t++) {
     if (tfault_stalled (f) >= n)
+      return true;
+    usleep (1000);
+  }
+  return false;
+}
+
+bool
+tfault_wait_idle (struct tfault *f, unsigned timeout_ms)
+{
+  for (unsigned t = 0; t <= timeout_ms; t++) {
+    if (atomic_load (&f->active) == 0)
       return true;
     usleep (1000);
   }

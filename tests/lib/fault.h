@@ -58,6 +58,10 @@ unsigned tfault_stalled (struct tfault *f);
 /* Poll until at least n calls are stalled; false after timeout_ms. */
 bool tfault_wait_stalled (struct tfault *f, unsigned n, unsigned timeout_ms);
 
+/* Poll until no call is inside the wrapper (stalled calls released and
+ * returned); false after timeout_ms. */
+bool tfault_wait_idle (struct tfault *f, unsigned timeout_ms);
+
 /* Calls of op seen so far (including failed and stalled ones). */
 uint64_t tfault_calls (struct tfault *f, enum r3m_io_op op);
 /* Read or write calls that touched chunk c. */
