@@ -14,7 +14,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -177,6 +176,10 @@ parse (const struct cli_command *cmd, int argc, char **argv,
    * dirty; a zero push window keeps the pusher thread away. */
   o->region.pull_first = false;
   o->region.push_window = 0;
+  /* The final flush of a large DST (gigabytes of page cache going to a
+   * slow disk) may rightly take minutes; a copy waits for it as cp would,
+   * and whoever finds it too long interrupts r3map. */
+  o->region.close_timeout_ms = UINT32_MAX;
   return -1;
 }
 
@@ -288,11 +291,13 @@ bytes_done (struct r3m_region *region, uint64_t size)
 }
 
 /* Pull all of src into dst, drawing progress; 0 or CLI_EXIT_FAILURE after
- * printing why.  The region is closed (dst flushed) before returning. */
+ * printing why.  The region is closed (dst flushed) before returning.
+ * *stuck says that close gave up on a backend call that is still running:
+ * the backends must then not be closed under it. */
 static int
 pull_all (const struct cli_command *cmd, const struct copy_opts *o,
           struct r3m_backend *src, struct r3m_backend *dst,
-          struct cli_progress *bar)
+          struct cli_progress *bar, bool *stuck)
 {
   struct r3m_error err = { 0 };
   struct r3m_region *region;
@@ -324,6 +329,7 @@ pull_all (const struct cli_command *cmd, const struct copy_opts *o,
 
   r3m_error_clear (&err);
   int rc = r3m_region_close (region, &err);
+  *stuck = rc == -ETIMEDOUT;
   cli_progress_clear (bar);
   if (r < 0) {
     cli_error ("%s: copying %s to %s failed: %s", cmd->name, o->src, o->dst,
@@ -417,7 +423,7 @@ print_summary (uint64_t size, double copy_s, bool verified, double verify_s)
 static int
 copy (const struct cli_command *cmd, const struct copy_opts *o,
       struct r3m_backend **src, struct r3m_backend **dst,
-      const char *dst_uri)
+      const char *dst_uri, bool *stuck)
 {
   uint64_t size = r3m_backend_size (*src);
   if (r3m_backend_size (*dst) < size) {
@@ -436,7 +442,7 @@ copy (const struct cli_command *cmd, const struct copy_opts *o,
   cli_progress_init (&bar, stderr, draw, size, t0);
   cli_progress_update (&bar, 0, t0, true);
 
-  int status = size > 0 ? pull_all (cmd, o, *src, *dst, &bar) : 0;
+  int status = size > 0 ? pull_all (cmd, o, *src, *dst, &bar, stuck) : 0;
   if (status != 0)
     return status;
   double copy_s = (double) (util_now_ns () - t0) / 1e9;
@@ -484,10 +490,13 @@ cli_copy_run (const struct cli_command *cmd, int argc, char **argv)
     memcpy (err.msg, buf, sizeof buf);
     status = cli_report (cmd, r, &err, o.dst);
   }
-  else
-    status = copy (cmd, &o, &src, &dst, uri);
+  bool stuck = false;
+  if (r == 0)
+    status = copy (cmd, &o, &src, &dst, uri, &stuck);
   free (uri);
-  r3m_backend_close (dst);
-  r3m_backend_close (src);
+  if (!stuck) {
+    r3m_backend_close (dst);
+    r3m_backend_close (src);
+  }
   return status;
 }
