@@ -5,7 +5,7 @@
 
 #include "cli.h"
 
-static void
+static void __attribute__ ((format (printf, 2, 0)))
 verror (const char *prefix, const char *fmt, va_list ap)
 {
   /* One fprintf per line, so lines from threads or other processes sharing

@@ -290,8 +290,9 @@ cli_closest (const char *word, const void *candidates, size_t n,
   const char *best = NULL, *prefixed = NULL;
   size_t best_d = SIZE_MAX, nprefixed = 0, wlen = strlen (word);
   for (size_t i = 0; i < n; i++) {
-    const char *name =
-      *(const char *const *) ((const char *) candidates + i * stride);
+    /* memcpy: the compiler cannot know the stride keeps alignment. */
+    const char *name;
+    memcpy (&name, (const char *) candidates + i * stride, sizeof name);
     if (wlen > 0 && strncmp (name, word, wlen) == 0) {
       prefixed = name;
       nprefixed++;
