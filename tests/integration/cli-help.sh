@@ -18,6 +18,10 @@ run help
 expect_rc 0
 [ "$(cat "$tmp/out")" = "$top" ] || fail "'help' and --help differ"
 
+run help --help
+expect_rc 0
+[ "$(cat "$tmp/out")" = "$top" ] || fail "'help --help' and --help differ"
+
 run --version
 expect_rc 0
 grep -qE '^r3map [0-9]+\.[0-9]+\.[0-9]+$' "$tmp/out" || fail "--version: $(cat "$tmp/out")"

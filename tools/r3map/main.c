@@ -90,7 +90,8 @@ help (int argc, char **argv)
   if (argc > 2)
     return cli_usage_error (NULL, "help takes one command name, not %d",
                             argc - 1);
-  if (strcmp (argv[1], "help") == 0) {
+  if (strcmp (argv[1], "help") == 0 || strcmp (argv[1], "-h") == 0
+      || strcmp (argv[1], "--help") == 0) {
     usage (stdout);
     return CLI_EXIT_OK;
   }
