@@ -59,6 +59,7 @@ def main():
     a = ap.parse_args()
     size = parse_size(a.size)
     r3map = a.r3map
+    load_before = os.getloadavg()
     work = tempfile.mkdtemp(prefix="r3map-bench-copy.", dir=a.dir)
     src, dst = os.path.join(work, "src"), os.path.join(work, "dst")
     try:
@@ -110,8 +111,10 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    load_after = os.getloadavg()
     print(f"Copy of {a.size} ({size} bytes) in tmpfs ({a.dir}), "
-          f"median of {a.reps} rounds; {os.cpu_count()} CPUs, shared.\n")
+          f"median of {a.reps} rounds; {os.cpu_count()} CPUs, load average "
+          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.\n")
     print("| contender | median wall | GiB/s | speed vs cp | median CPU (user+sys) |")
     print("|---|---|---|---|---|")
     for r in rows:
@@ -122,6 +125,7 @@ def main():
         json.dump({"benchmark": "copy", "size": size, "reps": a.reps,
                    "dir": a.dir, "host": platform.node(),
                    "kernel": platform.release(), "cpus": os.cpu_count(),
+                   "loadavg_before": load_before, "loadavg_after": load_after,
                    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                    "results": rows}, f, indent=1)
         f.write("\n")

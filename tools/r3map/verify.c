@@ -19,7 +19,11 @@
 
 #include "verify.h"
 
-#define IO_SIZE (1u << 20)
+/* Reads of 128 KiB keep each side's buffer in the CPU cache between the
+ * kernel's copy into it and the hashing: comparing a 1 GiB tmpfs file with
+ * itself took 0.8 s of CPU with 128 KiB reads and 1.8 s with 1 MiB reads
+ * (64 KiB and 32 KiB were no better than 128 KiB). */
+#define IO_SIZE (128u << 10)
 #define WINDOW_CHUNKS 4096
 
 struct side {
