@@ -80,7 +80,10 @@ r3m_region_as_backend (struct r3m_region *r, struct r3m_backend **out,
     .preferred_io = r->cs,
     .flags = (ri->flags & (R3M_BACKEND_READ_ONLY | R3M_BACKEND_VOLATILE))
              | (r3m_backend_get_info (front)->flags & R3M_BACKEND_FAST_ZERO),
-    .async_threads = 0,
+    /* Requests submitted to this handle run on a few adapter threads, so
+     * a server that pipelines through r3m_backend_submit gets concurrency;
+     * one that calls pread/pwrite from its own workers never starts them. */
+    .async_threads = 4,
   };
   char desc[512];
   snprintf (desc, sizeof desc, "region:%s", r3m_backend_describe (r->remote));

@@ -149,6 +149,7 @@ struct r3m_region {
   uint32_t cs;                /* chunk size */
   unsigned shift;             /* log2 (cs) */
   uint64_t nchunks;
+  bool read_only;             /* the remote refuses writes: so does the region */
   atomic_int refs;
   atomic_bool closing;
   atomic_bool abandoned;      /* close returned; late returns do nothing */

@@ -1,9 +1,9 @@
 /* The pusher: write-back of dirty chunks to the remote.
  *
- * A push round walks the dirty bitmap and, for each dirty chunk, calls
- * before_push, snapshots the chunk (copies it out of the cache while its
- * writers are kept out, recording the write generation the copy holds),
- * and submits the copy to the remote, at most push_window at a time.  Once
+ * A push round walks the dirty bitmap and, for each dirty chunk, records
+ * its write generation, calls before_push, copies the chunk out of the
+ * cache while engine writers to it are kept out, and submits the copy to
+ * the remote, at most push_window at a time.  Once
  * the remote has it, pgen becomes the recorded generation; a write that
  * landed meanwhile bumped wgen past it, so the chunk stays dirty for the
  * next round.  Chunks that were only pulled are never dirty, never pushed.
@@ -56,7 +56,15 @@ push_done (struct r3m_io *io, int result)
 }
 
 /* Copy dirty chunk c out of the cache into p->buf.  1: copied (PUSH set),
- * 0: nothing to push, <0: the cache read failed. */
+ * 0: nothing to push, <0: the cache read failed.
+ *
+ * The generation is recorded before before_push runs and before the copy.
+ * Writes through r3m_region_write are kept out by SNAP, so they are wholly
+ * in the copy or counted after it.  A frontend whose writes bypass the
+ * engine (a uffd mapping) write-protects the chunk in before_push and
+ * reports each later write with mark_dirty: such a write either landed
+ * before the protection (so it is in the copy) or faults and is marked
+ * after the generation was recorded (so the chunk stays dirty). */
 static int
 snapshot (struct r3m_region *r, uint64_t c, struct eng_push *p)
 {
@@ -72,6 +80,8 @@ snapshot (struct r3m_region *r, uint64_t c, struct eng_push *p)
   p->gen = ch->wgen;
   eng_unlock (r, c);
 
+  if (r->o.before_push && !atomic_load (&r->abandoned))
+    r->o.before_push (c, r->o.before_push_user);
   int e = r3m_backend_pread (r->cache, p->buf, eng_chunk_len (r, c),
                              eng_chunk_off (r, c));
   eng_lock (r, c);
@@ -144,8 +154,6 @@ submit_push (struct r3m_region *r, struct eng_push *p, uint64_t c)
 static int
 push_one (struct r3m_region *r, uint64_t c, unsigned window)
 {
-  if (r->o.before_push && !atomic_load (&r->abandoned))
-    r->o.before_push (c, r->o.before_push_user);
   struct eng_push *p = get_slot (r, window);
   if (!p) {
     eng_fail (r, -ENOMEM, "push of chunk %llu", (unsigned long long) c);

@@ -163,6 +163,8 @@ region_new (struct r3m_backend *remote, struct r3m_backend *cache,
   r->cs = o->chunk_size;
   r->shift = (unsigned) __builtin_ctz (o->chunk_size);
   r->nchunks = (r->size + r->cs - 1) >> r->shift;
+  r->read_only = (r3m_backend_get_info (remote)->flags
+                  & R3M_BACKEND_READ_ONLY) != 0;
   atomic_init (&r->refs, 1);
   atomic_init (&r->gate_open, !o->gated);
   pthread_mutex_init (&r->pull.mu, NULL);

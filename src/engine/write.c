@@ -232,6 +232,8 @@ write_common (struct r3m_region *r, const void *buf, size_t len,
   int e = eng_gate (r);
   if (e < 0)
     return e;
+  if (r->read_only)
+    return -EPERM;            /* nothing written could ever be pushed */
   if (off > r->size || len > r->size - off)
     return -ENOSPC;
   if (len == 0)
@@ -276,6 +278,8 @@ r3m_region_trim (struct r3m_region *r, size_t len, uint64_t off)
   int e = eng_gate (r);
   if (e < 0)
     return e;
+  if (r->read_only)
+    return -EPERM;
   if (off > r->size || len > r->size - off)
     return -EINVAL;
   if (len == 0 || r->cache)
@@ -286,6 +290,8 @@ r3m_region_trim (struct r3m_region *r, size_t len, uint64_t off)
 int
 r3m_region_mark_dirty (struct r3m_region *r, uint64_t off, uint64_t len)
 {
+  if (r->read_only)
+    return -EPERM;
   if (off > r->size || len > r->size - off)
     return -EINVAL;
   if (len == 0)

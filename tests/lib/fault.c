@@ -45,53 +45,84 @@ overlaps (const struct tfault_rule *r, enum r3m_io_op op, size_t len,
   return off < r->off + r->len && r->off < off + len;
 }
 
-/* Decide what to do with this call: fail, stall, both or nothing. */
-static int
-apply_rules (struct tfault *f, enum r3m_io_op op, size_t len, uint64_t off)
+/* Block until released, or for ms milliseconds (0: until released). */
+static void
+stall_locked (struct tfault *f, unsigned ms)
 {
+  uint64_t gen = f->release_gen;
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (long) (ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  f->stalled++;
+  while (f->release_gen == gen) {
+    if (ms == 0)
+      pthread_cond_wait (&f->cv, &f->mu);
+    else if (pthread_cond_timedwait (&f->cv, &f->mu, &ts) == ETIMEDOUT)
+      break;
+  }
+  f->stalled--;
+}
+
+/* What a rule does to one call, decided when the call arrives. */
+struct verdict {
+  int error;                  /* -errno or 0 */
+  bool stall;
+  unsigned stall_ms;
+  bool after;
+};
+
+static struct verdict
+judge (struct tfault *f, enum r3m_io_op op, size_t len, uint64_t off)
+{
+  struct verdict v = { 0 };
   uint64_t n = atomic_fetch_add (&f->calls[op], 1) + 1;
   pthread_mutex_lock (&f->mu);
-  struct rule_state *hit = NULL;
-  for (unsigned i = 0; i < f->nrules && !hit; i++) {
+  for (unsigned i = 0; i < f->nrules; i++) {
     struct rule_state *rs = &f->rules[i];
     const struct tfault_rule *r = &rs->rule;
-    if (r->ops && !(r->ops & TF_OP (op)))
+    if ((r->ops && !(r->ops & TF_OP (op)))
+        || (r->first_call && n < r->first_call)
+        || (r->times && rs->hits >= r->times) || !overlaps (r, op, len, off))
       continue;
-    if (r->first_call && n < r->first_call)
-      continue;
-    if (r->times && rs->hits >= r->times)
-      continue;
-    if (!overlaps (r, op, len, off))
-      continue;
-    hit = rs;
-  }
-  int error = 0;
-  if (hit) {
-    hit->hits++;
-    error = hit->rule.error;
-    if (hit->rule.stall && !f->released) {
-      uint64_t gen = f->release_gen;
-      struct timespec ts;
-      clock_gettime (CLOCK_MONOTONIC, &ts);
-      ts.tv_sec += hit->rule.stall_ms / 1000;
-      ts.tv_nsec += (long) (hit->rule.stall_ms % 1000) * 1000000L;
-      if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-      }
-      f->stalled++;
-      while (f->release_gen == gen) {
-        if (hit->rule.stall_ms == 0)
-          pthread_cond_wait (&f->cv, &f->mu);
-        else if (pthread_cond_timedwait (&f->cv, &f->mu, &ts) == ETIMEDOUT)
-          break;
-      }
-      f->stalled--;
-    }
+    rs->hits++;
+    v = (struct verdict) { r->error ? -r->error : 0,
+                           r->stall && !f->released, r->stall_ms, r->after };
+    break;
   }
   pthread_mutex_unlock (&f->mu);
-  return error ? -error : 0;
+  return v;
 }
+
+/* Apply the stall part of a verdict now if its timing is `after`. */
+static void
+maybe_stall (struct tfault *f, const struct verdict *v, bool after)
+{
+  if (!v->stall || v->after != after)
+    return;
+  pthread_mutex_lock (&f->mu);
+  if (!f->released)
+    stall_locked (f, v->stall_ms);
+  pthread_mutex_unlock (&f->mu);
+}
+
+/* Run one call under its verdict: stall before, fail or run, stall after. */
+#define RUN(f, op, len, off, call)                                      \
+  do {                                                                  \
+    atomic_fetch_add (&(f)->active, 1);                                 \
+    struct verdict v_ = judge ((f), (op), (len), (off));                \
+    maybe_stall ((f), &v_, false);                                      \
+    int e_ = v_.error && !v_.after ? v_.error : (call);                 \
+    if (v_.error && v_.after)                                           \
+      e_ = v_.error;                                                    \
+    maybe_stall ((f), &v_, true);                                       \
+    atomic_fetch_sub (&(f)->active, 1);                                 \
+    return e_;                                                          \
+  } while (0)
 
 static void
 count_chunks (struct tfault *f, _Atomic uint32_t *arr, size_t len,
@@ -108,13 +139,8 @@ static int
 tf_pread (void *self, void *buf, size_t len, uint64_t off)
 {
   struct tfault *f = self;
-  atomic_fetch_add (&f->active, 1);
   count_chunks (f, f->reads, len, off);
-  int e = apply_rules (f, R3M_IO_READ, len, off);
-  if (e == 0)
-    e = r3m_backend_pread (f->inner, buf, len, off);
-  atomic_fetch_sub (&f->active, 1);
-  return e;
+  RUN (f, R3M_IO_READ, len, off, r3m_backend_pread (f->inner, buf, len, off));
 }
 
 static int
@@ -122,50 +148,31 @@ tf_pwrite (void *self, const void *buf, size_t len, uint64_t off,
            unsigned flags)
 {
   struct tfault *f = self;
-  atomic_fetch_add (&f->active, 1);
   count_chunks (f, f->writes, len, off);
-  int e = apply_rules (f, R3M_IO_WRITE, len, off);
-  if (e == 0)
-    e = r3m_backend_pwrite (f->inner, buf, len, off, flags);
-  atomic_fetch_sub (&f->active, 1);
-  return e;
+  RUN (f, R3M_IO_WRITE, len, off,
+       r3m_backend_pwrite (f->inner, buf, len, off, flags));
 }
 
 static int
 tf_flush (void *self)
 {
   struct tfault *f = self;
-  atomic_fetch_add (&f->active, 1);
-  int e = apply_rules (f, R3M_IO_FLUSH, 0, 0);
-  if (e == 0)
-    e = r3m_backend_flush (f->inner);
-  atomic_fetch_sub (&f->active, 1);
-  return e;
+  RUN (f, R3M_IO_FLUSH, 0, 0, r3m_backend_flush (f->inner));
 }
 
 static int
 tf_zero (void *self, size_t len, uint64_t off, unsigned flags)
 {
   struct tfault *f = self;
-  atomic_fetch_add (&f->active, 1);
   count_chunks (f, f->writes, len, off);
-  int e = apply_rules (f, R3M_IO_ZERO, len, off);
-  if (e == 0)
-    e = r3m_backend_zero (f->inner, len, off, flags);
-  atomic_fetch_sub (&f->active, 1);
-  return e;
+  RUN (f, R3M_IO_ZERO, len, off, r3m_backend_zero (f->inner, len, off, flags));
 }
 
 static int
 tf_trim (void *self, size_t len, uint64_t off)
 {
   struct tfault *f = self;
-  atomic_fetch_add (&f->active, 1);
-  int e = apply_rules (f, R3M_IO_TRIM, len, off);
-  if (e == 0)
-    e = r3m_backend_trim (f->inner, len, off);
-  atomic_fetch_sub (&f->active, 1);
-  return e;
+  RUN (f, R3M_IO_TRIM, len, off, r3m_backend_trim (f->inner, len, off));
 }
 
 static int

@@ -37,6 +37,8 @@ struct tfault_rule {
   int error;                  /* positive errno to fail with; 0 = succeed */
   bool stall;                 /* block before running the call ... */
   unsigned stall_ms;          /* ... this long; 0 = until tfault_release */
+  bool after;                 /* stall (and fail) after running the call
+                                 instead: a read has its data already */
 };
 
 /* Wrap inner.  chunk_size (power of two) is the granularity of the per-

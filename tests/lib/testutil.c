@@ -76,6 +76,22 @@ tu_equal (struct r3m_backend *a, struct r3m_backend *b, uint64_t len)
 }
 
 bool
+tu_equal_buf (struct r3m_backend *b, const void *buf, uint64_t len)
+{
+  enum { N = 65536 };
+  unsigned char *x = malloc (N);
+  const unsigned char *y = buf;
+  bool same = x != NULL;
+  for (uint64_t off = 0; same && off < len; off += N) {
+    size_t n = len - off < N ? (size_t) (len - off) : N;
+    if (r3m_backend_pread (b, x, n, off) < 0 || memcmp (x, y + off, n) != 0)
+      same = false;
+  }
+  free (x);
+  return same;
+}
+
+bool
 tu_poll (bool (*cond) (void *), void *arg, unsigned timeout_ms)
 {
   for (unsigned t = 0; t <= timeout_ms; t++) {

@@ -30,6 +30,9 @@ bool tu_check (struct r3m_backend *b, uint64_t seed, uint64_t off,
 /* Are the two backends' first len bytes equal? */
 bool tu_equal (struct r3m_backend *a, struct r3m_backend *b, uint64_t len);
 
+/* Does the backend's first len bytes equal buf? */
+bool tu_equal_buf (struct r3m_backend *b, const void *buf, uint64_t len);
+
 /* Poll cond (up to timeout_ms) until it returns true. */
 bool tu_poll (bool (*cond) (void *), void *arg, unsigned timeout_ms);
 

@@ -210,6 +210,38 @@ test_stalled_fetch_blocks_only_its_chunk (void **state)
   teardown (&x);
 }
 
+/* The remote changes while a reader's fetch is in flight (data already
+ * read) and the chunk is invalidated: the old bytes do not stay local. */
+static void
+test_invalidate_during_demand_fetch (void **state)
+{
+  struct fx x;
+  struct r3m_region_options o = opts ();
+  setup (&x, &o, 2);
+  struct tfault_rule stall = { .ops = TF_OP (R3M_IO_READ), .times = 1,
+                               .off = 3 * CS, .len = CS, .stall = true,
+                               .after = true };
+  assert_int_equal (tfault_add (x.rf, &stall), 0);
+  struct reader a = { .r = x.r, .off = 3 * CS };
+  pthread_t t;
+  pthread_create (&t, NULL, reader, &a);
+  assert_true (tfault_wait_stalled (x.rf, 1, 10000));
+  unsigned char buf[CS];
+  tu_pattern (2, buf, CS, 3 * CS);
+  assert_int_equal (r3m_backend_pwrite (x.rmem, buf, CS, 3 * CS, 0), 0);
+  uint64_t c = 3;
+  assert_int_equal (r3m_region_invalidate (x.r, &c, 1), 0);
+  tfault_release (x.rf);
+  pthread_join (t, NULL);
+  assert_int_equal (a.rc, 0);
+  assert_true (tu_check (x.cmem, 2, 3 * CS, CS));
+  unsigned char got[CS];
+  assert_int_equal (r3m_region_read (x.r, got, CS, 3 * CS), 0);
+  assert_memory_equal (got, buf, CS);
+  assert_int_equal (r3m_region_close (x.r, NULL), 0);
+  teardown (&x);
+}
+
 /* Close with the final push stalled forever: close returns -ETIMEDOUT
  * within its timeout; the data not pushed is lost to the remote. */
 static void
@@ -318,6 +350,7 @@ main (void)
     cmocka_unit_test (test_push_failure_keeps_chunk_dirty),
     cmocka_unit_test (test_remote_flush_failure_surfaces),
     cmocka_unit_test (test_stalled_fetch_blocks_only_its_chunk),
+    cmocka_unit_test (test_invalidate_during_demand_fetch),
     cmocka_unit_test (test_close_with_stalled_push_times_out),
     cmocka_unit_test (test_close_with_stalled_remote_flush_times_out),
     cmocka_unit_test (test_close_with_stalled_background_fetch),

@@ -259,6 +259,52 @@ test_invalidate_before_pull (void **state)
   r3m_backend_close (cache);
 }
 
+static int64_t
+prio_three_first (uint64_t c, void *u)
+{
+  return c == 3;
+}
+
+/* The remote changes while the puller's fetch of a chunk is in flight
+ * (its data already read): invalidation makes the puller fetch it again
+ * instead of keeping the old bytes. */
+static void
+test_invalidate_during_background_fetch (void **state)
+{
+  struct r3m_backend *mem = tu_memory (CS * NCHUNKS), *remote;
+  struct r3m_backend *cache = tu_memory (CS * NCHUNKS);
+  struct tfault *f;
+  tu_fill (mem, 32);
+  assert_int_equal (tfault_new (mem, CS, 2, &remote, &f), 0);
+  struct tfault_rule stall = { .ops = TF_OP (R3M_IO_READ), .times = 1,
+                               .off = 3 * CS, .len = CS, .stall = true,
+                               .after = true };
+  assert_int_equal (tfault_add (f, &stall), 0);
+  struct r3m_region_options o;
+  r3m_region_options_init (&o);
+  o.chunk_size = CS;
+  o.pull_workers = 1;
+  o.pull_window = 1;
+  o.priority = prio_three_first;
+  struct r3m_region *r;
+  assert_int_equal (r3m_region_open (remote, cache, &o, &r, NULL), 0);
+  assert_true (tfault_wait_stalled (f, 1, 10000));
+  unsigned char buf[CS];
+  tu_pattern (33, buf, CS, 3 * CS);
+  assert_int_equal (r3m_backend_pwrite (mem, buf, CS, 3 * CS, 0), 0);
+  uint64_t c = 3;
+  assert_int_equal (r3m_region_invalidate (r, &c, 1), 0);
+  tfault_release (f);
+  assert_int_equal (r3m_region_wait_pulled (r, 10000), 0);
+  assert_true (tu_check (cache, 33, 3 * CS, CS));
+  assert_true (tu_check (cache, 32, 4 * CS, CS));
+  assert_int_equal (tfault_chunk_reads (f, 3), 2);
+  assert_int_equal (r3m_region_close (r, NULL), 0);
+  r3m_backend_close (remote);
+  r3m_backend_close (mem);
+  r3m_backend_close (cache);
+}
+
 /* A chunk written whole before its turn is local already: the puller
  * never fetches it. */
 static void
@@ -481,6 +527,7 @@ main (void)
     cmocka_unit_test (test_invalidate_some),
     cmocka_unit_test (test_invalidate_all),
     cmocka_unit_test (test_invalidate_before_pull),
+    cmocka_unit_test (test_invalidate_during_background_fetch),
     cmocka_unit_test (test_skips_local_chunks),
     cmocka_unit_test (test_each_chunk_fetched_once),
     cmocka_unit_test (test_background_fetch_retried),

@@ -2,6 +2,7 @@
  * (the original's Arbitrary/Synced test plan), direct mode, zero, FUA, the
  * backend view. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -326,6 +327,86 @@ test_as_backend (void **state)
   r3m_backend_close (cache);
 }
 
+static void
+test_read_only_remote_refuses_writes (void **state)
+{
+  struct r3m_backend *remote, *cache = tu_memory (4096);
+  assert_int_equal (r3m_backend_open ("memory:4096", R3M_OPEN_READ_ONLY,
+                                      &remote, NULL), 0);
+  struct r3m_region_options o = quiet_opts (1024);
+  struct r3m_region *r;
+  unsigned char buf[10] = { 0 };
+  assert_int_equal (r3m_region_open (remote, cache, &o, &r, NULL), 0);
+  assert_int_equal (r3m_region_read (r, buf, 10, 0), 0);
+  assert_int_equal (r3m_region_write (r, buf, 10, 0, 0), -EPERM);
+  assert_int_equal (r3m_region_zero (r, 10, 0, 0), -EPERM);
+  assert_int_equal (r3m_region_trim (r, 10, 0), -EPERM);
+  assert_int_equal (r3m_region_mark_dirty (r, 0, 10), -EPERM);
+  struct r3m_backend *b;
+  assert_int_equal (r3m_region_as_backend (r, &b, NULL), 0);
+  assert_true (r3m_backend_get_info (b)->flags & R3M_BACKEND_READ_ONLY);
+  assert_int_equal (r3m_backend_pwrite (b, buf, 10, 0, 0), -EPERM);
+  r3m_backend_close (b);
+  assert_int_equal (r3m_region_close (r, NULL), 0);
+  r3m_backend_close (remote);
+  r3m_backend_close (cache);
+}
+
+struct waiter {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  unsigned left;
+  int err;
+};
+
+static void
+io_done (struct r3m_io *io, int result)
+{
+  struct waiter *w = io->user;
+  pthread_mutex_lock (&w->mu);
+  if (result < 0)
+    w->err = result;
+  if (--w->left == 0)
+    pthread_cond_signal (&w->cv);
+  pthread_mutex_unlock (&w->mu);
+}
+
+/* Requests submitted to the backend view complete (on its threads). */
+static void
+test_as_backend_submit (void **state)
+{
+  struct r3m_backend *remote = tu_memory (8192), *cache = tu_memory (8192);
+  tu_fill (remote, 8);
+  struct r3m_region_options o = quiet_opts (1024);
+  struct r3m_region *r;
+  struct r3m_backend *b;
+  assert_int_equal (r3m_region_open (remote, cache, &o, &r, NULL), 0);
+  assert_int_equal (r3m_region_as_backend (r, &b, NULL), 0);
+  struct waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 8, 0 };
+  static unsigned char bufs[8][1000];
+  struct r3m_io io[8];
+  for (int i = 0; i < 8; i++) {
+    io[i] = (struct r3m_io) { .op = R3M_IO_READ, .buf = bufs[i], .len = 1000,
+                              .off = (uint64_t) i * 1000, .done = io_done,
+                              .user = &w };
+    assert_int_equal (r3m_backend_submit (b, &io[i]), 0);
+  }
+  pthread_mutex_lock (&w.mu);
+  while (w.left > 0)
+    pthread_cond_wait (&w.cv, &w.mu);
+  pthread_mutex_unlock (&w.mu);
+  assert_int_equal (w.err, 0);
+  for (int i = 0; i < 8; i++) {
+    unsigned char want[1000];
+    tu_pattern (8, want, 1000, (uint64_t) i * 1000);
+    assert_memory_equal (bufs[i], want, 1000);
+  }
+  r3m_backend_close (b);
+  assert_int_equal (r3m_region_close (r, NULL), 0);
+  r3m_backend_close (remote);
+  r3m_backend_close (cache);
+}
+
 int
 main (void)
 {
@@ -344,6 +425,8 @@ main (void)
     cmocka_unit_test (test_fua_write_reaches_remote),
     cmocka_unit_test (test_direct_passes_through),
     cmocka_unit_test (test_as_backend),
+    cmocka_unit_test (test_read_only_remote_refuses_writes),
+    cmocka_unit_test (test_as_backend_submit),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
