@@ -3,9 +3,11 @@
  * message naming the URI and what is wrong with it. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/backends.h"
+#include "backend/handle.h"
 #include "util/error.h"
 #include "util/size.h"
 
@@ -39,6 +41,20 @@ unknown_scheme (const char *uri, const char *scheme, struct r3m_error *err)
                    uri, scheme, known);
 }
 
+static int
+set_description (struct r3m_backend *b, const char *uri,
+                 struct r3m_error *err)
+{
+  char *d = strdup (uri);
+  if (!d) {
+    r3m_backend_close (b);
+    return util_errno (err, ENOMEM, "r3m_backend_open");
+  }
+  free (b->description);
+  b->description = d;
+  return 0;
+}
+
 int
 r3m_backend_open (const char *uri, unsigned flags, struct r3m_backend **out,
                   struct r3m_error *err)
@@ -48,17 +64,23 @@ r3m_backend_open (const char *uri, unsigned flags, struct r3m_backend **out,
   if (flags & ~R3M_OPEN_READ_ONLY)
     return util_err (err, EINVAL, "%s: unknown open flags 0x%x", uri,
                      flags & ~R3M_OPEN_READ_ONLY);
+  /* Openers name the store by a short label in messages and in the
+   * description; the description gets the whole URI afterwards. */
+  char label[UTIL_URI_LABEL_MAX];
+  const char *lb = util_uri_label (uri, label);
   struct util_uri u;
   int r = util_uri_parse (uri, &u, err);
   if (r == 0) {
-    r = unknown_scheme (uri, u.scheme, err);
+    r = unknown_scheme (lb, u.scheme, err);
     for (size_t i = 0; i < NSCHEMES; i++)
       if (strcmp (u.scheme, schemes[i].scheme) == 0) {
-        r = schemes[i].open (&u, uri, flags, out, err);
+        r = schemes[i].open (&u, lb, flags, out, err);
         break;
       }
   }
   util_uri_free (&u);
+  if (r == 0 && strcmp (lb, uri) != 0)
+    r = set_description (*out, uri, err);
   return r;
 }
 

@@ -37,6 +37,12 @@ struct util_uri {
 int util_uri_parse (const char *s, struct util_uri *u, struct r3m_error *err);
 void util_uri_free (struct util_uri *u);
 
+/* A short, printable name for s in messages: s with control characters as
+ * '?', cut to fit UTIL_URI_LABEL_MAX with "..." so that a long URI leaves
+ * room in the message for what is wrong with it.  Returns buf. */
+#define UTIL_URI_LABEL_MAX 120
+const char *util_uri_label (const char *s, char buf[UTIL_URI_LABEL_MAX]);
+
 /* Value of query key, or NULL when absent. */
 const char *util_uri_param (const struct util_uri *u, const char *key);
 

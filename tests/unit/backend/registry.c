@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -126,6 +127,29 @@ test_errors_create_nothing (void **state)
   free (t);
 }
 
+/* A long URI: the message keeps the reason, the description the URI. */
+static void
+test_long_uri (void **state)
+{
+  char uri[600];
+  memset (uri, 'z', sizeof uri);
+  memcpy (uri, "memory:", 7);
+  uri[sizeof uri - 1] = '\0';
+  struct r3m_backend *b = NULL;
+  struct r3m_error err = { 0 };
+  assert_int_equal (r3m_backend_open (uri, 0, &b, &err), -EINVAL);
+  assert_non_null (strstr (err.msg, "...: size 'zzz"));
+
+  char *t = tmp_dir (), *long_uri;
+  assert_true (asprintf (&long_uri, "file:%s/%0200d?size=4k", t, 7) > 0);
+  b = open_ok (long_uri, 0);
+  assert_string_equal (r3m_backend_describe (b), long_uri);
+  r3m_backend_close (b);
+  free (long_uri);
+  tmp_remove (t);
+  free (t);
+}
+
 int
 main (void)
 {
@@ -138,6 +162,7 @@ main (void)
     cmocka_unit_test (test_local_path_errors),
     cmocka_unit_test (test_parameter_errors),
     cmocka_unit_test (test_errors_create_nothing),
+    cmocka_unit_test (test_long_uri),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }

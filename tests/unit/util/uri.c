@@ -376,6 +376,36 @@ test_check_params_twice (void **state)
   util_uri_free (&u);
 }
 
+/* A long URI is named by a cut label, so the reason still fits. */
+static void
+test_long_uri_message (void **state)
+{
+  char s[400];
+  memset (s, 'a', sizeof s);
+  memcpy (s, "file:/", 6);
+  strcpy (s + sizeof s - 8, "%zz");
+  struct util_uri u;
+  struct r3m_error err = { 0 };
+  assert_int_equal (util_uri_parse (s, &u, &err), -EINVAL);
+  assert_non_null (strstr (err.msg, "...: bad percent escape in the path"));
+  assert_int_equal (strncmp (err.msg, s, UTIL_URI_LABEL_MAX - 4), 0);
+  util_uri_free (&u);
+}
+
+static void
+test_label (void **state)
+{
+  char buf[UTIL_URI_LABEL_MAX];
+  assert_string_equal (util_uri_label ("memory:1M", buf), "memory:1M");
+  assert_string_equal (util_uri_label ("a\nb\x7f\xc3\xa9", buf), "a?b?\xc3\xa9");
+  char s[300];
+  memset (s, 'x', sizeof s - 1);
+  s[sizeof s - 1] = '\0';
+  util_uri_label (s, buf);
+  assert_int_equal (strlen (buf), UTIL_URI_LABEL_MAX - 1);
+  assert_string_equal (buf + UTIL_URI_LABEL_MAX - 4, "...");
+}
+
 int
 main (void)
 {
@@ -403,6 +433,8 @@ main (void)
     cmocka_unit_test (test_check_params),
     cmocka_unit_test (test_check_params_unknown),
     cmocka_unit_test (test_check_params_twice),
+    cmocka_unit_test (test_long_uri_message),
+    cmocka_unit_test (test_label),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
