@@ -329,7 +329,7 @@ test_new_dir_needs_geometry (void **state)
   snprintf (uri, sizeof uri, "dir:%s/new?size=1M", f->tmp);
   open_fails (uri, 0, EINVAL, "chunk= missing");
   snprintf (uri, sizeof uri, "dir:%s/a/b?size=1M&chunk=4k", f->tmp);
-  open_fails (uri, 0, ENOENT, "creating directory");
+  open_fails (uri, 0, ENOENT, "creating the directory");
 }
 
 static void
@@ -340,7 +340,7 @@ test_path_is_a_file (void **state)
   snprintf (path, sizeof path, "%s/file", f->tmp);
   close (open (path, O_CREAT | O_WRONLY, 0666));
   snprintf (uri, sizeof uri, "dir:%s?size=1M&chunk=4k", path);
-  open_fails (uri, 0, ENOTDIR, "opening directory");
+  open_fails (uri, 0, ENOTDIR, "opening the directory");
 }
 
 static void
@@ -352,7 +352,7 @@ test_read_only (void **state)
   check_read_only (uri);
   /* Read-only creates neither the directory nor metadata. */
   snprintf (uri, sizeof uri, "dir:%s/ro?size=1M&chunk=4k", f->tmp);
-  open_fails (uri, R3M_OPEN_READ_ONLY, ENOENT, "opening directory");
+  open_fails (uri, R3M_OPEN_READ_ONLY, ENOENT, "opening the directory");
   char path[PATH_MAX + 32];
   snprintf (path, sizeof path, "%s/ro", f->tmp);
   assert_int_equal (mkdir (path, 0777), 0);

@@ -228,7 +228,7 @@ test_not_regular (void **state)
 {
   struct fx *f = *state;
   open_fails ("file:/dev/null", 0, EINVAL,
-              "is not a regular file or a block device");
+              "not a regular file or a block device");
   char uri[PATH_MAX + 32];
   snprintf (uri, sizeof uri, "file:%s", f->dir);
   open_fails (uri, 0, EISDIR, "open");

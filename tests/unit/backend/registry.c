@@ -141,6 +141,15 @@ test_long_uri (void **state)
   assert_non_null (strstr (err.msg, "...: size 'zzz"));
 
   char *t = tmp_dir (), *long_uri;
+  assert_true (asprintf (&long_uri, "file:%s/%0200d", t, 8) > 0);
+  assert_int_equal (r3m_backend_open (long_uri, 0, &b, &err), -ENOENT);
+  assert_non_null (strstr (err.msg, "...: no such file (add ?size=SIZE"));
+  free (long_uri);
+  assert_true (asprintf (&long_uri, "dir:%s/%0200d?size=1M&chunk=4k&x=1", t,
+                         9) > 0);
+  assert_int_equal (r3m_backend_open (long_uri, 0, &b, &err), -EINVAL);
+  assert_non_null (strstr (err.msg, "...: unknown parameter 'x'"));
+  free (long_uri);
   assert_true (asprintf (&long_uri, "file:%s/%0200d?size=4k", t, 7) > 0);
   b = open_ok (long_uri, 0);
   assert_string_equal (r3m_backend_describe (b), long_uri);
