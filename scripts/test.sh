@@ -19,6 +19,12 @@ status=0
 # run DIR "meson setup options" meson-test-args...
 run() {
   local dir=$1 setup=$2; shift 2
+  local log="$dir/meson-logs/testlog.json"
+  # A log left by an earlier run must not stand in for this one: if the
+  # build or meson test fails before writing a new one, summarize.py
+  # reports the missing log as a failure.
+  rm -f "$log"
+  logs+=("$log")
   echo "== $dir: building"
   # shellcheck disable=SC2086
   if ! scripts/build.sh "$dir" $setup; then
@@ -27,9 +33,18 @@ run() {
     return
   fi
   echo "== $dir: testing ($*)"
+  local out="$dir/meson-logs/test-output.txt"
   meson test -C "$dir" --num-processes "$jobs" --print-errorlogs "$@" \
-    | grep -E '^ *[0-9]+/[0-9]+ ' || true
-  logs+=("$dir/meson-logs/testlog.json")
+    >"$out" 2>&1
+  local rc=$?
+  grep -E '^ *[0-9]+/[0-9]+ ' "$out"
+  if [ $rc -ne 0 ]; then
+    echo "r3map: some tests in $dir failed; their output: $out" >&2
+  elif [ ! -f "$log" ]; then
+    # A selection with no tests yet (say, no stress tests) succeeds
+    # without writing a log: an empty one counts as zero tests.
+    : >"$log"
+  fi
 }
 
 run build "" --no-suite fuzz
