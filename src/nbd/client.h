@@ -2,7 +2,6 @@
  *
  * Files:
  *   client_uri.c        nbd://, nbds://, nbd+unix:// URIs -> struct nbd_cli_opts
- *   client_stream.c     the byte stream under a connection (socket, TLS)
  *   client_handshake.c  fixed newstyle negotiation -> struct nbd_cli_export
  *   client_conn.c       one transmission-phase connection: request slots,
  *                       the send path and its queue, failure
@@ -10,6 +9,9 @@
  *                       chunks, every field checked
  *   client_backend.c    the r3m backend: a pool of connections, request
  *                       splitting, synchronous calls built on submit
+ *
+ * The byte stream under a connection (socket, TLS, custom transports) is
+ * the shared struct nbd_conn (conn.h).
  *
  * Error convention: functions return 0 or -errno; those that can fail for a
  * reason a person must read take a struct r3m_error and start the message
@@ -26,7 +28,9 @@
 
 #include <r3map/backend.h>
 
+#include "nbd/conn.h"
 #include "nbd/proto.h"
+#include "nbd/tls.h"
 
 /* ---- options (client_uri.c) -------------------------------------------- */
 
@@ -38,49 +42,18 @@
 
 struct nbd_cli_opts {
   char *what;              /* the URI as given, for messages */
-  char *host;              /* TCP: host name or address; NULL for Unix */
-  char *port;              /* TCP: service, "10809" by default */
-  char *socket;            /* Unix: socket path; NULL for TCP */
-  char *export_name;       /* "" when absent */
-  bool tls;                /* nbds: STARTTLS required, peer verified */
+  struct nbd_uri uri;      /* where to connect, export name, TLS or not */
   char *tls_ca, *tls_cert, *tls_key;
   char *tls_hostname;      /* name the certificate must carry */
   unsigned inflight;       /* requests on the wire per connection */
   unsigned connections;    /* wanted; 1 unless the server allows more */
-  unsigned connect_timeout_ms; /* connect + handshake; 0 = none */
+  unsigned connect_timeout_ms; /* bounds the handshake; 0 = none */
   unsigned open_flags;     /* R3M_OPEN_* */
 };
 
 int nbd_cli_opts_parse (const char *uri, unsigned open_flags,
                         struct nbd_cli_opts *o, struct r3m_error *err);
 void nbd_cli_opts_free (struct nbd_cli_opts *o);
-
-/* ---- byte stream (client_stream.c) ------------------------------------- */
-
-struct nbd_cli_stream {
-  int fd;                  /* -1 when closed */
-  void *tls;               /* TLS session, NULL for plain */
-};
-
-/* Connect to the server named by o (TCP with TCP_NODELAY, or Unix). */
-int nbd_cli_stream_connect (const struct nbd_cli_opts *o,
-                            struct nbd_cli_stream *s, struct r3m_error *err);
-/* Wrap an already connected socket (tests, fuzzing). */
-void nbd_cli_stream_from_fd (struct nbd_cli_stream *s, int fd);
-/* Upgrade to TLS after NBD_OPT_STARTTLS was acknowledged. */
-int nbd_cli_stream_starttls (struct nbd_cli_stream *s,
-                             const struct nbd_cli_opts *o,
-                             struct r3m_error *err);
-/* Read exactly n bytes: 0, -ECONNRESET when the peer closed, -errno. */
-int nbd_cli_stream_read (struct nbd_cli_stream *s, void *buf, size_t n);
-/* Write all of iov (which is modified): 0 or -errno. */
-int nbd_cli_stream_writev (struct nbd_cli_stream *s, struct iovec *iov,
-                           int iovcnt);
-/* Bound each blocking read and write during the handshake; 0 = none. */
-void nbd_cli_stream_set_timeout (struct nbd_cli_stream *s, unsigned ms);
-/* Wake any thread blocked in read or write; later calls fail. */
-void nbd_cli_stream_shutdown (struct nbd_cli_stream *s);
-void nbd_cli_stream_close (struct nbd_cli_stream *s);
 
 /* ---- handshake (client_handshake.c) ------------------------------------ */
 
@@ -97,8 +70,11 @@ struct nbd_cli_export {
   bool old_export_name;    /* fell back to NBD_OPT_EXPORT_NAME */
 };
 
-int nbd_cli_handshake (struct nbd_cli_stream *s, const struct nbd_cli_opts *o,
-                       struct nbd_cli_export *ex, struct r3m_error *err);
+/* Negotiate on a fresh connection.  tls: the client context, required
+ * when o->uri.tls.  On failure the caller closes s. */
+int nbd_cli_handshake (struct nbd_conn *s, const struct nbd_cli_opts *o,
+                       struct nbd_tls *tls, struct nbd_cli_export *ex,
+                       struct r3m_error *err);
 
 /* ---- requests ----------------------------------------------------------- */
 
@@ -173,7 +149,7 @@ struct nbd_cli_conn {
   struct nbd_cli_pool *pool;   /* NULL for a lone connection */
   unsigned index;              /* in the pool, for messages */
   const char *what;            /* the URI, for messages */
-  struct nbd_cli_stream s;
+  struct nbd_conn *s;
   struct nbd_cli_export ex;
   uint32_t max_io;             /* READ/WRITE part size */
   void *zero_buf;              /* source of zeros without WRITE_ZEROES */
@@ -204,9 +180,9 @@ struct nbd_cli_conn {
                                   read without the lock */
 };
 
-/* Take ownership of a negotiated stream.  *out is freed by
- * nbd_cli_conn_free. */
-int nbd_cli_conn_new (struct nbd_cli_stream *s, const struct nbd_cli_export *ex,
+/* Take ownership of a negotiated stream (also on failure).  *out is
+ * freed by nbd_cli_conn_free. */
+int nbd_cli_conn_new (struct nbd_conn *s, const struct nbd_cli_export *ex,
                       const char *what, unsigned inflight,
                       struct nbd_cli_conn **out, struct r3m_error *err);
 /* Start the reader and sender threads. */
@@ -242,6 +218,7 @@ void nbd_cli_conn_fail (struct nbd_cli_conn *c, int code, const char *fmt, ...)
 
 struct nbd_cli_pool {
   struct nbd_cli_opts o;
+  struct nbd_tls *tls;         /* client context for nbds, else NULL */
   struct nbd_cli_conn **conns;
   unsigned nconns;
   atomic_uint next;            /* round robin start */

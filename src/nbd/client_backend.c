@@ -59,12 +59,14 @@ static int
 open_conn (struct nbd_cli_pool *p, unsigned index, struct nbd_cli_conn **out,
            struct r3m_error *err)
 {
-  struct nbd_cli_stream s;
+  struct nbd_conn *s;
   struct nbd_cli_export ex;
-  int r = nbd_cli_stream_connect (&p->o, &s, err);
+  struct r3m_error e;
+  r3m_error_clear (&e);
+  int r = nbd_uri_connect (&p->o.uri, &s, &e);
   if (r < 0)
-    return r;
-  r = nbd_cli_handshake (&s, &p->o, &ex, err);
+    return util_err (err, r, "%s: %s", p->o.what, e.msg);
+  r = nbd_cli_handshake (s, &p->o, p->tls, &ex, err);
   if (r == 0 && index > 0) {
     const struct nbd_cli_export *f = &p->conns[0]->ex;
     if (ex.size != f->size || ex.flags != f->flags
@@ -74,14 +76,31 @@ open_conn (struct nbd_cli_pool *p, unsigned index, struct nbd_cli_conn **out,
                     "connection %u describes the export differently",
                     p->o.what, index + 1);
   }
-  if (r == 0)
-    r = nbd_cli_conn_new (&s, &ex, p->o.what, p->o.inflight, out, err);
   if (r < 0) {
-    nbd_cli_stream_close (&s);
+    nbd_conn_close (s);
     return r;
   }
+  r = nbd_cli_conn_new (s, &ex, p->o.what, p->o.inflight, out, err);
+  if (r < 0)
+    return r;
   (*out)->pool = p;
   (*out)->index = index;
+  return 0;
+}
+
+static int
+make_tls (struct nbd_cli_pool *p, struct r3m_error *err)
+{
+  struct nbd_tls_options t;
+  nbd_tls_options_init (&t);
+  t.ca_file = p->o.tls_ca;
+  t.cert_file = p->o.tls_cert;
+  t.key_file = p->o.tls_key;
+  struct r3m_error e;
+  r3m_error_clear (&e);
+  int r = nbd_tls_new_client (&t, &p->tls, &e);
+  if (r < 0)
+    return util_err (err, r, "%s: %s", p->o.what, e.msg);
   return 0;
 }
 
@@ -91,6 +110,7 @@ pool_free (struct nbd_cli_pool *p)
   for (unsigned i = 0; i < p->nconns; i++)
     nbd_cli_conn_free (p->conns[i]);
   free (p->conns);
+  nbd_tls_free (p->tls);
   nbd_cli_opts_free (&p->o);
   free (p);
 }
@@ -112,6 +132,8 @@ pool_open (const char *uri, unsigned flags, struct nbd_cli_pool **out,
     r = util_errno (err, ENOMEM, "%s", uri);
     goto fail;
   }
+  if (p->o.uri.tls && (r = make_tls (p, err)) < 0)
+    goto fail;
   r = open_conn (p, 0, &p->conns[0], err);
   if (r < 0)
     goto fail;
@@ -285,8 +307,8 @@ nbd_cli_backend_open (const char *uri, unsigned flags,
 {
   struct nbd_cli_pool *p = NULL;
   int r = pool_open (uri, flags, &p, err);
-  if (r < 0)
-    return r;
+  if (r < 0 || !p)
+    return r < 0 ? r : -EIO;
   const struct nbd_cli_conn *c = p->conns[0];
   bool ro = (c->ex.flags & NBD_FLAG_READ_ONLY)
             || (flags & R3M_OPEN_READ_ONLY);
@@ -357,7 +379,7 @@ r3m_nbd_client_info (const struct r3m_backend *b,
     .min_block = c->ex.min_block,
     .preferred_block = c->ex.pref_block,
     .max_payload = c->ex.max_payload,
-    .tls = p->o.tls,
+    .tls = p->o.uri.tls,
   };
   return 0;
 }

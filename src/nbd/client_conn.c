@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 
 #include "nbd/client.h"
 #include "util/error.h"
@@ -216,7 +217,7 @@ kill_locked (struct nbd_cli_conn *c, int code, bool *first)
   if (!c->dead) {
     c->dead = true;
     c->error = code < 0 ? code : -EIO;
-    nbd_cli_stream_shutdown (&c->s);
+    nbd_conn_shutdown (c->s, SHUT_RDWR);
   }
   struct r3m_io *list = NULL;
   struct r3m_io *io;
@@ -462,7 +463,7 @@ drain_locked (struct nbd_cli_conn *c)
            && (q = next_queue_locked (c)));
 
     pthread_mutex_unlock (&c->lock);
-    int r = nbd_cli_stream_writev (&c->s, b->iov, b->iovcnt);
+    int r = nbd_conn_writev_all (c->s, b->iov, b->iovcnt);
     if (r < 0)
       nbd_cli_conn_fail (c, r, "%s: sending a request: %s", c->what,
                          strerror (-r));
@@ -610,13 +611,15 @@ nbd_cli_conn_submit (struct nbd_cli_conn *c, struct r3m_io *io)
 /* ---- life cycle -------------------------------------------------------- */
 
 int
-nbd_cli_conn_new (struct nbd_cli_stream *s, const struct nbd_cli_export *ex,
+nbd_cli_conn_new (struct nbd_conn *s, const struct nbd_cli_export *ex,
                   const char *what, unsigned inflight,
                   struct nbd_cli_conn **out, struct r3m_error *err)
 {
   struct nbd_cli_conn *c = calloc (1, sizeof *c);
-  if (!c)
+  if (!c) {
+    nbd_conn_close (s);
     return util_errno (err, ENOMEM, "%s", what);
+  }
   c->what = what;
   c->ex = *ex;
   uint32_t mb = ex->min_block;
@@ -645,15 +648,14 @@ nbd_cli_conn_new (struct nbd_cli_stream *s, const struct nbd_cli_export *ex,
   pthread_mutex_init (&c->lock, NULL);
   pthread_cond_init (&c->wake, NULL);
   atomic_init (&c->load, 0);
-  c->s = *s;
-  s->fd = -1;
-  s->tls = NULL;
+  c->s = s;
   *out = c;
   return 0;
 
 nomem:
   free (c->slots);
   free (c);
+  nbd_conn_close (s);
   return util_errno (err, ENOMEM, "%s", what);
 }
 
@@ -689,8 +691,7 @@ send_disc_locked (struct nbd_cli_conn *c)
   nbd_put64 (h + 8, 0);
   nbd_put64 (h + 16, 0);
   nbd_put32 (h + 24, 0);
-  struct iovec iov = { h, sizeof h };
-  nbd_cli_stream_writev (&c->s, &iov, 1);
+  nbd_conn_write_all (c->s, h, sizeof h);
   pthread_mutex_lock (&c->lock);
   c->sending = false;
 }
@@ -715,7 +716,7 @@ nbd_cli_conn_free (struct nbd_cli_conn *c)
   } else if (!c->reader_exited) {
     nbd_cli_conn_reader_exit (c);
   }
-  nbd_cli_stream_close (&c->s);
+  nbd_conn_close (c->s);
   for (uint32_t i = 0; i < c->nslots; i++)
     free (c->slots[i].cover.iv);
   free (c->slots);

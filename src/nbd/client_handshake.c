@@ -32,8 +32,9 @@
 #define META_BASE        "base:allocation"
 
 struct hs {
-  struct nbd_cli_stream *s;
+  struct nbd_conn *s;
   const struct nbd_cli_opts *o;
+  struct nbd_tls *tls;
   struct r3m_error *err;
 };
 
@@ -70,7 +71,7 @@ violation (struct hs *h, const char *fmt, ...)
 static int
 rd (struct hs *h, void *buf, size_t n, const char *during)
 {
-  int r = nbd_cli_stream_read (h->s, buf, n);
+  int r = nbd_conn_read_exact (h->s, buf, n);
   return r < 0 ? io_error (h, r, during) : 0;
 }
 
@@ -98,7 +99,7 @@ send_option (struct hs *h, uint32_t opt, const void *data, uint32_t len,
   nbd_put32 (hdr + 12, len);
   struct iovec iov[2] = { { hdr, sizeof hdr },
                           { (void *) (uintptr_t) data, len } };
-  int r = nbd_cli_stream_writev (h->s, iov, len ? 2 : 1);
+  int r = nbd_conn_writev_all (h->s, iov, len ? 2 : 1);
   return r < 0 ? io_error (h, r, during) : 0;
 }
 
@@ -175,6 +176,19 @@ refused (struct hs *h, uint32_t type, uint32_t len, int code,
 
 /* ---- options ------------------------------------------------------------ */
 
+/* The TLS handshake itself; its message gets the URI in front. */
+static int
+starttls (struct hs *h)
+{
+  struct r3m_error e;
+  r3m_error_clear (&e);
+  int r = nbd_conn_tls_connect (h->s, h->tls, h->o->tls_hostname, &e);
+  if (r < 0)
+    return util_err (h->err, r, "%s: %s", h->o->what,
+                     e.msg[0] ? e.msg : "TLS handshake failed");
+  return 0;
+}
+
 static int
 opt_starttls (struct hs *h)
 {
@@ -188,7 +202,7 @@ opt_starttls (struct hs *h)
   if (type == NBD_REP_ACK) {
     if (len != 0)
       return violation (h, "%s ACK with %" PRIu32 " bytes", during, len);
-    return nbd_cli_stream_starttls (h->s, h->o, h->err);
+    return starttls (h);
   }
   if (type & NBD_REP_ERR (0))
     return refused (h, type, len, ENOTSUP, during);
@@ -220,7 +234,7 @@ static int
 opt_set_meta (struct hs *h, struct nbd_cli_export *ex)
 {
   const char *during = "SET_META_CONTEXT";
-  const char *name = h->o->export_name;
+  const char *name = h->o->uri.export_name;
   size_t nlen = strlen (name), qlen = strlen (META_BASE);
   char data[4 + NBD_MAX_STRING + 4 + 4 + sizeof META_BASE];
   size_t n = 0;
@@ -332,7 +346,7 @@ static int
 opt_go (struct hs *h, struct nbd_cli_export *ex)
 {
   const char *during = "GO";
-  const char *name = h->o->export_name;
+  const char *name = h->o->uri.export_name;
   size_t nlen = strlen (name);
   char data[4 + NBD_MAX_STRING + 2 + 2];
   size_t n = 0;
@@ -393,16 +407,16 @@ static int
 opt_export_name (struct hs *h, bool no_zeroes, struct nbd_cli_export *ex)
 {
   const char *during = "EXPORT_NAME";
-  int r = send_option (h, NBD_OPT_EXPORT_NAME, h->o->export_name,
-                       (uint32_t) strlen (h->o->export_name), during);
+  int r = send_option (h, NBD_OPT_EXPORT_NAME, h->o->uri.export_name,
+                       (uint32_t) strlen (h->o->uri.export_name), during);
   if (r < 0)
     return r;
   char buf[10 + 124];
-  r = nbd_cli_stream_read (h->s, buf, no_zeroes ? 10 : sizeof buf);
+  r = nbd_conn_read_exact (h->s, buf, no_zeroes ? 10 : sizeof buf);
   if (r == -ECONNRESET)
     return util_err (h->err, ENOENT, "%s: server closed the connection "
                      "after EXPORT_NAME (no export named '%s'?)", h->o->what,
-                     h->o->export_name);
+                     h->o->uri.export_name);
   if (r < 0)
     return io_error (h, r, during);
   ex->old_export_name = true;
@@ -435,8 +449,7 @@ greeting (struct hs *h, bool *fixed, bool *no_zeroes)
   uint32_t cflags = (*fixed ? NBD_FLAG_C_FIXED_NEWSTYLE : 0)
                     | (*no_zeroes ? NBD_FLAG_C_NO_ZEROES : 0);
   nbd_put32 (buf, cflags);
-  struct iovec iov = { buf, 4 };
-  r = nbd_cli_stream_writev (h->s, &iov, 1);
+  r = nbd_conn_write_all (h->s, buf, 4);
   return r < 0 ? io_error (h, r, "the greeting") : 0;
 }
 
@@ -450,12 +463,12 @@ negotiate (struct hs *h, struct nbd_cli_export *ex)
   if (!fixed) {
     /* Such a server drops the connection on any option it does not know,
      * so EXPORT_NAME is all it can be asked. */
-    if (h->o->tls)
+    if (h->o->uri.tls)
       return util_err (h->err, ENOTSUP, "%s: server is too old for TLS "
                        "(no fixed newstyle)", h->o->what);
     return opt_export_name (h, no_zeroes, ex);
   }
-  if (h->o->tls && (r = opt_starttls (h)) < 0)
+  if (h->o->uri.tls && (r = opt_starttls (h)) < 0)
     return r;
   r = opt_structured (h);
   if (r < 0)
@@ -470,18 +483,19 @@ negotiate (struct hs *h, struct nbd_cli_export *ex)
 }
 
 int
-nbd_cli_handshake (struct nbd_cli_stream *s, const struct nbd_cli_opts *o,
-                   struct nbd_cli_export *ex, struct r3m_error *err)
+nbd_cli_handshake (struct nbd_conn *s, const struct nbd_cli_opts *o,
+                   struct nbd_tls *tls, struct nbd_cli_export *ex,
+                   struct r3m_error *err)
 {
-  struct hs h = { .s = s, .o = o, .err = err };
+  struct hs h = { .s = s, .o = o, .tls = tls, .err = err };
   memset (ex, 0, sizeof *ex);
   /* Defaults of the spec when the server says nothing. */
   ex->min_block = 1;
   ex->pref_block = 4096;
   ex->max_payload = NBD_MAX_PAYLOAD;
-  nbd_cli_stream_set_timeout (s, o->connect_timeout_ms);
+  nbd_conn_set_timeout (s, o->connect_timeout_ms);
   int r = negotiate (&h, ex);
-  nbd_cli_stream_set_timeout (s, 0);
+  nbd_conn_set_timeout (s, 0);
   if (r < 0)
     return r;
   if (!ex->structured)

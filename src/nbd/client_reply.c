@@ -86,7 +86,7 @@ violation (struct nbd_cli_conn *c, const char *fmt, ...)
 static int
 rd (struct nbd_cli_conn *c, void *buf, size_t n)
 {
-  int r = nbd_cli_stream_read (&c->s, buf, n);
+  int r = nbd_conn_read_exact (c->s, buf, n);
   if (r == 0)
     return 0;
   if (r == -ECONNRESET)

@@ -5,10 +5,16 @@
  *   nbd+unix:///[EXPORT]?socket=PATH[&PARAMS]  Unix socket
  *   nbds+unix:///[EXPORT]?socket=PATH&tls-hostname=NAME[&...]
  *
- * The export name is the path without its first '/', percent-decoded.
- * PARAMS: inflight=N (requests on the wire per connection), connections=N
- * (used only when the server allows multi-conn), connect-timeout=SECONDS,
- * tls-ca=FILE, tls-cert=FILE, tls-key=FILE, tls-hostname=NAME.
+ * The place (host, port, socket, export) is parsed by nbd_uri_parse
+ * (conn.h), shared with the server; this file adds the client's PARAMS:
+ *   inflight=N         requests on the wire per connection
+ *   connections=N      used only when the server allows multi-conn
+ *   connect-timeout=S  bound on the handshake (seconds, 0 = none)
+ *   tls-ca=FILE        CA the server certificate must chain to (default:
+ *                      the system's trust store)
+ *   tls-cert=FILE, tls-key=FILE   client certificate
+ *   tls-hostname=NAME  name the server certificate must carry (default:
+ *                      the URI's host)
  */
 #include <errno.h>
 #include <limits.h>
@@ -85,56 +91,20 @@ parse_tls (const struct util_uri *u, struct nbd_cli_opts *o,
   if (r < 0)
     return r;
   bool any = o->tls_ca || o->tls_cert || o->tls_key || o->tls_hostname;
-  if (any && !o->tls)
+  if (any && !o->uri.tls)
     return util_err (err, EINVAL, "%s: tls-* parameters need nbds:// or "
                      "nbds+unix://", o->what);
   if (!o->tls_cert != !o->tls_key)
     return util_err (err, EINVAL, "%s: tls-cert and tls-key go together",
                      o->what);
-  if (o->tls && !o->tls_hostname) {
-    if (!o->host)
+  if (o->uri.tls && !o->tls_hostname) {
+    if (o->uri.unix_socket)
       return util_err (err, EINVAL, "%s: nbds+unix needs tls-hostname= (the "
                        "name the server's certificate must carry)", o->what);
-    o->tls_hostname = strdup (o->host);
+    o->tls_hostname = strdup (o->uri.host);
     if (!o->tls_hostname)
       return util_errno (err, ENOMEM, "%s", o->what);
   }
-  return 0;
-}
-
-static int
-parse_place (const struct util_uri *u, bool is_unix, struct nbd_cli_opts *o,
-             struct r3m_error *err)
-{
-  if (u->user || u->password)
-    return util_err (err, EINVAL, "%s: user names are not supported",
-                     o->what);
-  if (!u->has_authority)
-    return util_err (err, EINVAL, "%s: expected %s", o->what, is_unix
-                     ? "nbd+unix:///EXPORT?socket=PATH"
-                     : "nbd://HOST[:PORT]/EXPORT");
-  if (is_unix) {
-    if (u->host || u->port >= 0)
-      return util_err (err, EINVAL, "%s: a Unix socket URI has no host "
-                       "(nbd+unix:///EXPORT?socket=PATH)", o->what);
-    int r = dup_param (u, "socket", &o->socket, o->what, err);
-    if (r < 0)
-      return r;
-    if (!o->socket)
-      return util_err (err, EINVAL, "%s: socket=PATH is missing", o->what);
-    return 0;
-  }
-  if (!u->host)
-    return util_err (err, EINVAL, "%s: host is missing", o->what);
-  if (util_uri_param (u, "socket"))
-    return util_err (err, EINVAL, "%s: socket= needs nbd+unix://", o->what);
-  o->host = strdup (u->host);
-  char port[16];
-  snprintf (port, sizeof port, "%d", u->port >= 0 ? u->port
-            : NBD_DEFAULT_PORT);
-  o->port = strdup (port);
-  if (!o->host || !o->port)
-    return util_errno (err, ENOMEM, "%s", o->what);
   return 0;
 }
 
@@ -154,45 +124,13 @@ nbd_cli_opts_parse (const char *uri, unsigned open_flags,
   o->what = strdup (uri ? uri : "");
   if (!o->what)
     return util_errno (err, ENOMEM, "nbd");
-
-  struct util_uri u;
-  int r = util_uri_parse (uri, &u, err);
-  if (r < 0)
-    goto out;
-  bool is_unix = false;
-  if (strcmp (u.scheme, "nbd") == 0)
-    ;
-  else if (strcmp (u.scheme, "nbds") == 0)
-    o->tls = true;
-  else if (strcmp (u.scheme, "nbd+unix") == 0)
-    is_unix = true;
-  else if (strcmp (u.scheme, "nbds+unix") == 0)
-    is_unix = o->tls = true;
-  else {
-    r = util_err (err, EINVAL, "%s: not an NBD URI (nbd://, nbds://, "
-                  "nbd+unix://, nbds+unix://)", uri);
-    goto out;
-  }
-  r = util_uri_check_params (&u, allowed, uri, err);
+  int r = nbd_uri_parse (o->what, &o->uri, err);
   if (r == 0)
-    r = parse_place (&u, is_unix, o, err);
+    r = util_uri_check_params (&o->uri.uri, allowed, uri, err);
   if (r == 0)
-    r = parse_numbers (&u, o, err);
+    r = parse_numbers (&o->uri.uri, o, err);
   if (r == 0)
-    r = parse_tls (&u, o, err);
-  if (r < 0)
-    goto out;
-  const char *name = u.path[0] == '/' ? u.path + 1 : u.path;
-  if (strlen (name) > NBD_MAX_STRING) {
-    r = util_err (err, EINVAL, "%s: export name longer than %d bytes", uri,
-                  NBD_MAX_STRING);
-    goto out;
-  }
-  o->export_name = strdup (name);
-  if (!o->export_name)
-    r = util_errno (err, ENOMEM, "%s", uri);
-out:
-  util_uri_free (&u);
+    r = parse_tls (&o->uri.uri, o, err);
   if (r < 0)
     nbd_cli_opts_free (o);
   return r;
@@ -202,10 +140,7 @@ void
 nbd_cli_opts_free (struct nbd_cli_opts *o)
 {
   free (o->what);
-  free (o->host);
-  free (o->port);
-  free (o->socket);
-  free (o->export_name);
+  nbd_uri_free (&o->uri);
   free (o->tls_ca);
   free (o->tls_cert);
   free (o->tls_key);
