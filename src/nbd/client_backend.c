@@ -239,7 +239,7 @@ nbd_trim (void *self, size_t len, uint64_t off)
 }
 
 /* BLOCK_STATUS from off, aligned to the server's block size: the request
- * starts at the block holding off and the first extent is trimmed. */
+ * covers whole blocks and the answer is trimmed to [off, off + len). */
 static int
 nbd_extents (void *self, uint64_t off, uint64_t len, struct r3m_extent *ext,
              size_t max, size_t *n)
@@ -273,7 +273,14 @@ nbd_extents (void *self, uint64_t off, uint64_t len, struct r3m_extent *ext,
   }
   memmove (ext, ext + k, (st.n - k) * sizeof *ext);
   ext[0].len -= skip;
-  *n = st.n - k;
+  /* ... and what lies past off + len. */
+  size_t m = 0;
+  for (uint64_t left = len; m < st.n - k && left > 0; m++) {
+    if (ext[m].len > left)
+      ext[m].len = left;
+    left -= ext[m].len;
+  }
+  *n = m;
   return 0;
 }
 
