@@ -193,8 +193,12 @@ int nbd_cli_conn_submit (struct nbd_cli_conn *c, struct r3m_io *io);
 /* Mark the connection dead with `code`, wake its threads; requests on the
  * wire are failed by the reader, queued ones right here. */
 void nbd_cli_conn_kill (struct nbd_cli_conn *c, int code);
-/* Send NBD_CMD_DISC (best effort), stop the threads, fail what is left,
- * release everything. */
+/* Send NBD_CMD_DISC (best effort; no I/O may be in flight). */
+void nbd_cli_conn_disc (struct nbd_cli_conn *c);
+/* Kill, stop the threads, fail what is left.  After this no thread of c
+ * runs, so siblings in a pool may be freed. */
+void nbd_cli_conn_stop (struct nbd_cli_conn *c);
+/* Stop if needed and release everything. */
 void nbd_cli_conn_free (struct nbd_cli_conn *c);
 
 /* The reader loop (client_reply.c): runs until the connection dies, then

@@ -104,9 +104,16 @@ make_tls (struct nbd_cli_pool *p, struct r3m_error *err)
   return 0;
 }
 
+/* In three passes: a reader that dies while its siblings are shut down
+ * kills them (nbd_cli_pool_conn_died), so none may be freed before every
+ * thread of every connection is gone. */
 static void
 pool_free (struct nbd_cli_pool *p)
 {
+  for (unsigned i = 0; i < p->nconns; i++)
+    nbd_cli_conn_disc (p->conns[i]);
+  for (unsigned i = 0; i < p->nconns; i++)
+    nbd_cli_conn_stop (p->conns[i]);
   for (unsigned i = 0; i < p->nconns; i++)
     nbd_cli_conn_free (p->conns[i]);
   free (p->conns);

@@ -677,11 +677,14 @@ nbd_cli_conn_start (struct nbd_cli_conn *c, struct r3m_error *err)
 
 /* Best effort: tell the server we are leaving (skipped if a sender is
  * busy, which the close contract rules out). */
-static void
-send_disc_locked (struct nbd_cli_conn *c)
+void
+nbd_cli_conn_disc (struct nbd_cli_conn *c)
 {
-  if (c->sending || c->dead)
+  pthread_mutex_lock (&c->lock);
+  if (c->sending || c->dead || !c->threads) {
+    pthread_mutex_unlock (&c->lock);
     return;
+  }
   c->sending = true;
   pthread_mutex_unlock (&c->lock);
   char h[NBD_REQUEST_SIZE];
@@ -694,16 +697,13 @@ send_disc_locked (struct nbd_cli_conn *c)
   nbd_conn_write_all (c->s, h, sizeof h);
   pthread_mutex_lock (&c->lock);
   c->sending = false;
+  pthread_mutex_unlock (&c->lock);
 }
 
 void
-nbd_cli_conn_free (struct nbd_cli_conn *c)
+nbd_cli_conn_stop (struct nbd_cli_conn *c)
 {
-  if (!c)
-    return;
   pthread_mutex_lock (&c->lock);
-  if (c->threads)
-    send_disc_locked (c);
   bool first;
   struct r3m_io *list = kill_locked (c, -ESHUTDOWN, &first);
   c->stopping = true;
@@ -713,9 +713,18 @@ nbd_cli_conn_free (struct nbd_cli_conn *c)
   if (c->threads) {
     pthread_join (c->reader, NULL);
     pthread_join (c->sender, NULL);
+    c->threads = false;
   } else if (!c->reader_exited) {
     nbd_cli_conn_reader_exit (c);
   }
+}
+
+void
+nbd_cli_conn_free (struct nbd_cli_conn *c)
+{
+  if (!c)
+    return;
+  nbd_cli_conn_stop (c);
   nbd_conn_close (c->s);
   for (uint32_t i = 0; i < c->nslots; i++)
     free (c->slots[i].cover.iv);

@@ -526,6 +526,15 @@ fake_serve_memory (struct fake_conn *c)
       if (poll (&p, 1, 0) != 1)
         break;
     } while (n < 16);
+    pthread_mutex_lock (&m->lock);
+    bool die = m->die_after
+               && m->requests[c->index] + (unsigned) n >= m->die_after;
+    pthread_mutex_unlock (&m->lock);
+    if (die) {
+      for (int i = 0; i < n; i++)
+        free (batch[i].data);
+      return;
+    }
     for (int i = n - 1; i > 0; i--) {
       int j = rand_r (&seed) % (i + 1);
       struct fk_req t = batch[i];

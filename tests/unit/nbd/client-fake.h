@@ -127,6 +127,9 @@ struct fake_mem {
   unsigned char *bytes;
   unsigned seed;
   unsigned requests[FAKE_MAX_CONNS];   /* per connection */
+  unsigned die_after;        /* if > 0: hang up after that many requests
+                                on a connection, answering none of the
+                                last batch */
 };
 void fake_serve_memory (struct fake_conn *c);
 /* Handshake with f->cfg, then fake_serve_memory. */
