@@ -49,6 +49,7 @@ expect_fail () {
   "$@" >"$T/out" 2>"$T/err" || rc=$?
   [ "$rc" -eq 1 ] || { cat "$T/err" >&2; fail "'$*' exited $rc, not 1"; }
   grep -q -- "$pat" "$T/err" || { cat "$T/err" >&2; fail "'$*': no '$pat' in the message"; }
+  [ -z "${VERBOSE:-}" ] || cat "$T/err"
 }
 
 # free_port: a TCP port on 127.0.0.1 that was free a moment ago.
