@@ -112,3 +112,14 @@ be_memory_new (uint64_t size, unsigned open_flags, const char *description,
     memory_close (m);
   return r;
 }
+
+int
+be_memory_open (const struct util_uri *u, const char *uri, unsigned flags,
+                struct r3m_backend **out, struct r3m_error *err)
+{
+  uint64_t size;
+  int r = be_uri_opaque_size (u, uri, "memory:SIZE", &size, err);
+  if (r < 0)
+    return r;
+  return be_memory_new (size, flags, uri, out, err);
+}

@@ -20,6 +20,7 @@
 
 #include <r3map/nbd_client.h>
 
+#include "backend/backends.h"
 #include "backend/handle.h"
 #include "nbd/client.h"
 #include "util/error.h"
@@ -340,6 +341,14 @@ nbd_cli_backend_open (const char *uri, unsigned flags,
   if (r < 0)
     pool_free (p);
   return r;
+}
+
+/* The URI registry's entry point (src/backend/registry.c). */
+int
+be_nbd_open (const struct util_uri *u, const char *uri, unsigned flags,
+             struct r3m_backend **out, struct r3m_error *err)
+{
+  return nbd_cli_backend_open (uri, flags, out, err);
 }
 
 /* ---- public extras (include/r3map/nbd_client.h) ------------------------ */
