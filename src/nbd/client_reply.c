@@ -156,8 +156,10 @@ cover_add (struct nbd_cli_cover *cv, uint64_t a, uint64_t b)
     size_t k = 0;
     while (k < cv->n && cv->iv[k][0] == cv->end)
       cv->end = cv->iv[k++][1];
-    memmove (cv->iv, cv->iv + k, (cv->n - k) * sizeof cv->iv[0]);
-    cv->n -= k;
+    if (k > 0) {
+      memmove (cv->iv, cv->iv + k, (cv->n - k) * sizeof cv->iv[0]);
+      cv->n -= k;
+    }
     return true;
   }
   if (lo > 0 && cv->iv[lo - 1][1] == a) {
