@@ -82,6 +82,9 @@ cli_serve_help (FILE *out)
 "Protocol details: docs/protocol.md; server design: docs/nbd-server.md.\n");
 }
 
+static int usage_error (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2)));
+
 static int
 usage_error (const char *fmt, ...)
 {
