@@ -25,4 +25,7 @@ void cli_copy_help (FILE *out);
 int cli_compare_run (const struct cli_command *cmd, int argc, char **argv);
 void cli_compare_help (FILE *out);
 
+int cli_serve_run (const struct cli_command *cmd, int argc, char **argv);
+void cli_serve_help (FILE *out);
+
 #endif

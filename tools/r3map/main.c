@@ -22,6 +22,8 @@ static const struct cli_command commands[] = {
     cli_copy_run, cli_copy_help },
   { "compare", "compare two backends chunk by chunk (XXH3-64)",
     cli_compare_run, cli_compare_help },
+  { "serve", "export backends over NBD",
+    cli_serve_run, cli_serve_help },
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
