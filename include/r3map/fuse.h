@@ -96,8 +96,10 @@ int r3m_fuse_mount (const char *mountpoint, const struct r3m_fuse_file *files,
  * out of range. */
 const char *r3m_fuse_path (const struct r3m_fuse *fs, size_t i);
 
-/* Wait until the file system is unmounted (by r3m_fuse_unmount or from
- * outside).  timeout_ms < 0 waits for ever.  0 or -ETIMEDOUT. */
+/* Wait until the file system is unmounted: by r3m_fuse_unmount (also a
+ * lazy one, while programs may still use the file), from outside, or by
+ * the kernel ending the connection.  timeout_ms < 0 waits for ever.
+ * 0 or -ETIMEDOUT. */
 int r3m_fuse_wait (struct r3m_fuse *fs, int timeout_ms);
 
 /* Unmount: have the kernel write back its dirty pages of every file, flush

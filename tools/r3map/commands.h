@@ -28,4 +28,7 @@ void cli_compare_help (FILE *out);
 int cli_serve_run (const struct cli_command *cmd, int argc, char **argv);
 void cli_serve_help (FILE *out);
 
+int cli_mount_run (const struct cli_command *cmd, int argc, char **argv);
+void cli_mount_help (FILE *out);
+
 #endif

@@ -24,6 +24,8 @@ static const struct cli_command commands[] = {
     cli_compare_run, cli_compare_help },
   { "serve", "export backends over NBD",
     cli_serve_run, cli_serve_help },
+  { "mount", "present a remote region here, as a file in a FUSE mount",
+    cli_mount_run, cli_mount_help },
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

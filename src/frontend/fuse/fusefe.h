@@ -64,8 +64,8 @@ struct r3m_fuse {
   struct fusefe_worker *workers;
   unsigned nworkers;
 
-  /* lock guards the fields below it; `changed` is broadcast when `ended`
-   * or `running` change.  Never held while calling into libfuse, a region
+  /* lock guards the fields below it; `changed` is broadcast when
+   * `mounted`, `ended` or `running` change.  Never held while calling into libfuse, a region
    * or a backend. */
   pthread_mutex_t lock;
   pthread_cond_t changed;

@@ -363,7 +363,7 @@ r3m_fuse_wait (struct r3m_fuse *fs, int timeout_ms)
                                                : (uint64_t) timeout_ms);
   int r = 0;
   pthread_mutex_lock (&fs->lock);
-  while (!fs->ended && fs->running > 0 && r == 0) {
+  while (fs->mounted && !fs->ended && fs->running > 0 && r == 0) {
     if (timeout_ms < 0)
       pthread_cond_wait (&fs->changed, &fs->lock);
     else if (pthread_cond_timedwait (&fs->changed, &fs->lock, &deadline)
@@ -447,6 +447,7 @@ r3m_fuse_unmount (struct r3m_fuse *fs, bool lazy, struct r3m_error *err)
   if (r == 0 || r == -EINVAL) {   /* EINVAL: unmounted from outside */
     pthread_mutex_lock (&fs->lock);
     fs->mounted = false;
+    pthread_cond_broadcast (&fs->changed);
     pthread_mutex_unlock (&fs->lock);
   }
   int fr = flush_all (fs);
