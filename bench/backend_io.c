@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <r3map/backend.h>
@@ -359,6 +360,16 @@ static void
 write_json (const char *path)
 {
   FILE *f = fopen (path, "w");
+  if (!f && errno == ENOENT) {
+    /* bench/results/ may not exist yet in a fresh checkout. */
+    char *dir = strdup (path), *slash = dir ? strrchr (dir, '/') : NULL;
+    if (slash) {
+      *slash = '\0';
+      mkdir (dir, 0777);
+    }
+    free (dir);
+    f = fopen (path, "w");
+  }
   if (!f) {
     perror (path);
     exit (1);
