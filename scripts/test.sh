@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
 #   1. unit, integration and stress tests on a normal build;
-#   2. unit and stress tests again under ASan+UBSan;
+#   2. unit and stress tests again under ASan+UBSan, with the r3map
+#      command's integration tests (suite cli: a few seconds);
 #   3. the concurrency (stress) tests under TSan;
 #   4. each libFuzzer harness for a bounded time from its seed corpus.
 # Installs what is missing first.  Ends with "N passed, N failed".
@@ -49,7 +50,7 @@ run() {
 
 run build "" --no-suite fuzz
 run build-asan "-Db_sanitize=address,undefined -Db_lundef=false" \
-  --suite unit --suite stress
+  --suite unit --suite stress --suite cli
 run build-tsan "-Db_sanitize=thread -Db_lundef=false" --suite stress
 CC=clang run build-fuzz "-Dfuzz=true -Db_lundef=false" --suite fuzz
 

@@ -24,6 +24,7 @@ struct be_async {
   pthread_t *threads;
   unsigned nthreads;           /* started so far */
   unsigned want;               /* pool size */
+  unsigned idle;               /* threads waiting for work */
   bool stopping;
 };
 

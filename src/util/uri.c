@@ -270,7 +270,7 @@ util_uri_check_params (const struct util_uri *u, const char *const *allowed,
                        const char *what, struct r3m_error *err)
 {
   char lb[UTIL_URI_LABEL_MAX];
-  what = util_uri_label (what, lb);
+  what = util_uri_label (what ? what : "URI", lb);
   for (size_t i = 0; i < u->nparams; i++) {
     const char *k = u->params[i].key;
     bool ok = false;
