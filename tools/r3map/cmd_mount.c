@@ -103,6 +103,8 @@ cli_mount_help (FILE *out)
 "      --writeback-cache    let the kernel gather small writes (a write past\n"
 "                           the end then fails at fsync, not at write)\n"
 "      --direct-io          bypass the page cache (no mmap)\n"
+"      --splice             move request data through pipes (measured no\n"
+"                           faster here; see docs/fuse.md)\n"
 "      --allow-other        let other users use the mount\n"
 "      --pid-file=FILE      write the pid once the file can be used\n"
 "  -q, --quiet              print only errors (the path is still printed)\n"
@@ -163,7 +165,7 @@ find_frontend (const char *name)
 
 enum {
   OPT_THREADS = 0x100, OPT_READAHEAD, OPT_WRITEBACK, OPT_DIRECT,
-  OPT_ALLOW_OTHER, OPT_PID_FILE,
+  OPT_ALLOW_OTHER, OPT_PID_FILE, OPT_SPLICE,
 };
 
 static int
@@ -181,6 +183,7 @@ parse_option (const struct cli_command *cmd, int c, struct mount_ctx *ctx,
   case 'q': ctx->quiet = true; return 0;
   case OPT_WRITEBACK: ctx->fuse.writeback_cache = true; return 0;
   case OPT_DIRECT: ctx->fuse.direct_io = true; return 0;
+  case OPT_SPLICE: ctx->fuse.splice = true; return 0;
   case OPT_ALLOW_OTHER: ctx->fuse.allow_other = true; return 0;
   case OPT_PID_FILE: o->pid_file = optarg; return 0;
   case 'f':
@@ -248,6 +251,7 @@ parse (const struct cli_command *cmd, int argc, char **argv,
     { "readahead", required_argument, NULL, OPT_READAHEAD },
     { "writeback-cache", no_argument, NULL, OPT_WRITEBACK },
     { "direct-io", no_argument, NULL, OPT_DIRECT },
+    { "splice", no_argument, NULL, OPT_SPLICE },
     { "allow-other", no_argument, NULL, OPT_ALLOW_OTHER },
     { "pid-file", required_argument, NULL, OPT_PID_FILE },
     { "quiet", no_argument, NULL, 'q' },

@@ -1,0 +1,208 @@
+#!/usr/bin/python3
+"""Reads through our FUSE mount against libnbd's nbdfuse and tmpfs.
+
+One run, side by side: a 1 GiB region served by `r3map serve` (memory:)
+over a Unix socket, read through
+  - r3map mount (--frontend fuse, default options: a memory cache and two
+    background pull workers),
+  - r3map mount --pull-workers 0 (only what is read is fetched),
+  - nbdfuse (libnbd's FUSE client, its default options) over the same
+    server,
+  - the same bytes in a tmpfs file (the ceiling),
+with three workloads (bench/fuse_read.c): sequential pread of 1 MiB, an
+mmap scan (8 bytes of every page, in order), and random 4 KiB preads from
+several threads.  Every (system, workload, repetition) gets a fresh mount,
+so both FUSE clients start with an empty page cache and r3map with an
+empty region cache: these are cold reads from the server.  The median of
+--repeat runs is reported, with the ratio to nbdfuse and to tmpfs.
+
+Run as root from the repository root after scripts/build.sh build:
+  /usr/bin/python3 bench/fuse_vs_nbdfuse.py --json bench/results/fuse_read.json
+It re-runs itself in a private mount namespace, so no mount outlives it.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def wait_for(path, proc, what, seconds=30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            return
+        if proc is not None and proc.poll() is not None:
+            sys.exit("%s exited early with status %s" % (what, proc.returncode))
+        time.sleep(0.02)
+    sys.exit("%s did not become ready" % what)
+
+
+def stop(proc, seconds=60):
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class Mount:
+    """A fresh FUSE mount of the server by one client, as a context."""
+
+    def __init__(self, kind, args, tmp, uri):
+        self.kind, self.args, self.tmp, self.uri = kind, args, tmp, uri
+        self.dir = os.path.join(tmp, "mnt")
+        self.proc = None
+
+    def __enter__(self):
+        os.makedirs(self.dir, exist_ok=True)
+        pid = os.path.join(self.tmp, "mount.pid")
+        if os.path.exists(pid):
+            os.unlink(pid)
+        if self.kind.startswith("r3map"):
+            cmd = [self.args.r3map, "mount", "--quiet", "--pid-file", pid,
+                   "--at", self.dir, self.uri]
+            if self.kind == "r3map-ondemand":
+                cmd[2:2] = ["--pull-workers", "0"]
+            cmd[2:2] = self.args.r3map_args.split()
+            self.file = os.path.join(self.dir, "region")
+        else:
+            cmd = ["nbdfuse", "-P", pid, self.dir, self.uri]
+            self.file = os.path.join(self.dir, "nbd")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        wait_for(pid, self.proc, self.kind)
+        return self.file
+
+    def __exit__(self, *exc):
+        subprocess.run(["fusermount3", "-u", self.dir], check=False)
+        stop(self.proc)
+
+
+def read(args, mode, path):
+    cmd = [args.fuse_read, mode, path]
+    if mode == "rand":
+        cmd += [str(args.rand_threads), str(args.rand_reads)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    _, nbytes, secs, rate, check = out.stdout.split()
+    return float(rate), check
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="1G", help="region size (default 1G)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rand-threads", type=int, default=4)
+    ap.add_argument("--rand-reads", type=int, default=8192,
+                    help="random reads per thread (default 8192)")
+    ap.add_argument("--systems",
+                    default="r3map,r3map-ondemand,nbdfuse,tmpfs")
+    ap.add_argument("--workloads", default="seq,mmap,rand")
+    ap.add_argument("--r3map", default=os.path.join(ROOT, "build/tools/r3map/r3map"))
+    ap.add_argument("--fuse-read", default=os.path.join(ROOT, "build/bench/fuse_read"))
+    ap.add_argument("--r3map-args", default="",
+                    help="extra options for r3map mount (to explore)")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args()
+
+    if os.environ.get("R3M_BENCH_NS") != "1":
+        if os.geteuid() != 0:
+            sys.exit("fuse_vs_nbdfuse: needs root (FUSE mounts, sysfs)")
+        env = dict(os.environ, R3M_BENCH_NS="1")
+        os.execvpe("unshare", ["unshare", "-m", "--propagation", "private",
+                               sys.executable] + sys.argv, env)
+
+    systems = args.systems.split(",")
+    workloads = args.workloads.split(",")
+    tmp = tempfile.mkdtemp(prefix="r3m-fusebench-")
+    shm = tempfile.mkdtemp(prefix="r3m-fusebench-", dir="/dev/shm")
+    data = os.path.join(shm, "data")
+    sock = os.path.join(tmp, "s.sock")
+    uri = "nbd+unix:///?socket=" + sock
+    subprocess.run(["head", "-c", args.size, "/dev/urandom"],
+                   stdout=open(data, "wb"), check=True)
+    spid = os.path.join(tmp, "serve.pid")
+    server = subprocess.Popen([args.r3map, "serve", "--quiet", "--pid-file",
+                               spid, "--listen", uri, "memory:" + args.size],
+                              stdout=subprocess.DEVNULL)
+    try:
+        wait_for(spid, server, "r3map serve")
+        subprocess.run(["nbdcopy", data, uri], check=True)
+        results = run_all(args, systems, workloads, tmp, uri, data)
+    finally:
+        server.terminate()
+        stop(server)
+        os.unlink(data)
+        os.rmdir(shm)
+    report(args, systems, workloads, results)
+
+
+def run_all(args, systems, workloads, tmp, uri, data):
+    rates = {(s, w): [] for s in systems for w in workloads}
+    checks = {}
+    for rep in range(args.repeat):
+        for w in workloads:
+            for s in systems:
+                if s == "tmpfs":
+                    rate, check = read(args, w, data)
+                else:
+                    with Mount(s, args, tmp, uri) as path:
+                        rate, check = read(args, w, path)
+                rates[(s, w)].append(rate)
+                if checks.setdefault(w, check) != check:
+                    sys.exit("%s returned different data for %s" % (s, w))
+                print("rep %d %-15s %-5s %8.1f MB/s" % (rep + 1, s, w, rate),
+                      file=sys.stderr, flush=True)
+    return {k: statistics.median(v) for k, v in rates.items()}
+
+
+NAMES = {"seq": "sequential pread 1 MiB", "mmap": "mmap scan",
+         "rand": "random pread 4 KiB"}
+
+
+def report(args, systems, workloads, med):
+    head = "| workload | " + " | ".join(systems)
+    if "nbdfuse" in systems:
+        head += " | r3map / nbdfuse"
+        if "r3map-ondemand" in systems:
+            head += " | on-demand / nbdfuse"
+    if "tmpfs" in systems:
+        head += " | r3map / tmpfs"
+    print(head + " |")
+    print("|---" * (head.count("|")) + "|")
+    rows = []
+    for w in workloads:
+        cells = ["%.0f" % med[(s, w)] for s in systems]
+        row = {"workload": w, "mb_s": {s: med[(s, w)] for s in systems}}
+        if "nbdfuse" in systems:
+            row["r3map_vs_nbdfuse"] = med[("r3map", w)] / med[("nbdfuse", w)]
+            cells.append("%.2fx" % row["r3map_vs_nbdfuse"])
+            if "r3map-ondemand" in systems:
+                row["ondemand_vs_nbdfuse"] = (med[("r3map-ondemand", w)]
+                                              / med[("nbdfuse", w)])
+                cells.append("%.2fx" % row["ondemand_vs_nbdfuse"])
+        if "tmpfs" in systems:
+            row["r3map_vs_tmpfs"] = med[("r3map", w)] / med[("tmpfs", w)]
+            cells.append("%.2fx" % row["r3map_vs_tmpfs"])
+        print("| %s | %s |" % (NAMES.get(w, w), " | ".join(cells)))
+        rows.append(row)
+    print("\n(MB/s = 10^6 bytes/s, median of %d; random: %d threads x %d "
+          "reads)" % (args.repeat, args.rand_threads, args.rand_reads))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"benchmark": "fuse_read", "size": args.size,
+                       "repeat": args.repeat,
+                       "rand_threads": args.rand_threads,
+                       "rand_reads": args.rand_reads, "unit": "MB/s",
+                       "date": time.strftime("%Y-%m-%d"),
+                       "results": rows}, f, indent=1)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
