@@ -4,16 +4,18 @@
 One run, side by side: a 1 GiB region served by `r3map serve` (memory:)
 over a Unix socket, read through
   - r3map mount (--frontend fuse, default options: a memory cache and two
-    background pull workers),
+    background pull workers), reading as soon as the file appears,
   - r3map mount --pull-workers 0 (only what is read is fetched),
+  - r3map mount --pull-first (the file appears once everything is local:
+    the reads measure the FUSE path over a full cache),
   - nbdfuse (libnbd's FUSE client, its default options) over the same
     server,
   - the same bytes in a tmpfs file (the ceiling),
 with three workloads (bench/fuse_read.c): sequential pread of 1 MiB, an
 mmap scan (8 bytes of every page, in order), and random 4 KiB preads from
 several threads.  Every (system, workload, repetition) gets a fresh mount,
-so both FUSE clients start with an empty page cache and r3map with an
-empty region cache: these are cold reads from the server.  The median of
+so both FUSE clients start with an empty page cache and r3map (except
+r3map-pulled) with an empty region cache: cold reads from the server.  The median of
 --repeat runs is reported, with the ratio to nbdfuse and to tmpfs.
 
 Run as root from the repository root after scripts/build.sh build:
@@ -30,6 +32,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+LOAD_BEFORE = os.getloadavg()
 ROOT = os.path.dirname(HERE)
 
 
@@ -70,6 +73,8 @@ class Mount:
                    "--at", self.dir, self.uri]
             if self.kind == "r3map-ondemand":
                 cmd[2:2] = ["--pull-workers", "0"]
+            if self.kind == "r3map-pulled":
+                cmd[2:2] = ["--pull-first"]
             cmd[2:2] = self.args.r3map_args.split()
             self.file = os.path.join(self.dir, "region")
         else:
@@ -101,7 +106,7 @@ def main():
     ap.add_argument("--rand-reads", type=int, default=8192,
                     help="random reads per thread (default 8192)")
     ap.add_argument("--systems",
-                    default="r3map,r3map-ondemand,nbdfuse,tmpfs")
+                    default="tmpfs,nbdfuse,r3map,r3map-ondemand,r3map-pulled")
     ap.add_argument("--workloads", default="seq,mmap,rand")
     ap.add_argument("--r3map", default=os.path.join(ROOT, "build/tools/r3map/r3map"))
     ap.add_argument("--fuse-read", default=os.path.join(ROOT, "build/bench/fuse_read"))
@@ -166,29 +171,24 @@ NAMES = {"seq": "sequential pread 1 MiB", "mmap": "mmap scan",
 
 
 def report(args, systems, workloads, med):
+    ours = [s for s in systems if s.startswith("r3map")]
     head = "| workload | " + " | ".join(systems)
     if "nbdfuse" in systems:
-        head += " | r3map / nbdfuse"
-        if "r3map-ondemand" in systems:
-            head += " | on-demand / nbdfuse"
+        head += "".join(" | %s / nbdfuse" % s for s in ours)
     if "tmpfs" in systems:
-        head += " | r3map / tmpfs"
+        head += "".join(" | %s / tmpfs" % s for s in ours)
     print(head + " |")
-    print("|---" * (head.count("|")) + "|")
+    print("|---" * head.count("|") + "|")
     rows = []
     for w in workloads:
         cells = ["%.0f" % med[(s, w)] for s in systems]
-        row = {"workload": w, "mb_s": {s: med[(s, w)] for s in systems}}
-        if "nbdfuse" in systems:
-            row["r3map_vs_nbdfuse"] = med[("r3map", w)] / med[("nbdfuse", w)]
-            cells.append("%.2fx" % row["r3map_vs_nbdfuse"])
-            if "r3map-ondemand" in systems:
-                row["ondemand_vs_nbdfuse"] = (med[("r3map-ondemand", w)]
-                                              / med[("nbdfuse", w)])
-                cells.append("%.2fx" % row["ondemand_vs_nbdfuse"])
-        if "tmpfs" in systems:
-            row["r3map_vs_tmpfs"] = med[("r3map", w)] / med[("tmpfs", w)]
-            cells.append("%.2fx" % row["r3map_vs_tmpfs"])
+        row = {"workload": w, "mb_s": {s: med[(s, w)] for s in systems},
+               "vs_nbdfuse": {}, "vs_tmpfs": {}}
+        for ref, key in (("nbdfuse", "vs_nbdfuse"), ("tmpfs", "vs_tmpfs")):
+            if ref in systems:
+                for s in ours:
+                    row[key][s] = med[(s, w)] / med[(ref, w)]
+                    cells.append("%.2fx" % row[key][s])
         print("| %s | %s |" % (NAMES.get(w, w), " | ".join(cells)))
         rows.append(row)
     print("\n(MB/s = 10^6 bytes/s, median of %d; random: %d threads x %d "
@@ -199,7 +199,9 @@ def report(args, systems, workloads, med):
                        "repeat": args.repeat,
                        "rand_threads": args.rand_threads,
                        "rand_reads": args.rand_reads, "unit": "MB/s",
-                       "date": time.strftime("%Y-%m-%d"),
+                       "r3map_args": args.r3map_args,
+                       "load_before": LOAD_BEFORE, "load_after": os.getloadavg(),
+                       "date": time.strftime("%Y-%m-%d %H:%M"),
                        "results": rows}, f, indent=1)
             f.write("\n")
 

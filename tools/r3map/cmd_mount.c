@@ -92,6 +92,8 @@ cli_mount_help (FILE *out)
 "                           (default %u)\n"
 "  -W, --pull-window=N      background fetches in flight, 1 to %u (default\n"
 "                           %u)\n"
+"      --pull-first         fetch all of REMOTE before presenting it (the\n"
+"                           path is printed once everything is local)\n"
 "  -p, --push-interval=DUR  how often written chunks go back to REMOTE, e.g.\n"
 "                           500ms, 5s, 1m; 0: only on fsync, close and\n"
 "                           unmount (default %ums)\n"
@@ -165,7 +167,7 @@ find_frontend (const char *name)
 
 enum {
   OPT_THREADS = 0x100, OPT_READAHEAD, OPT_WRITEBACK, OPT_DIRECT,
-  OPT_ALLOW_OTHER, OPT_PID_FILE, OPT_SPLICE,
+  OPT_ALLOW_OTHER, OPT_PID_FILE, OPT_SPLICE, OPT_PULL_FIRST,
 };
 
 static int
@@ -184,6 +186,7 @@ parse_option (const struct cli_command *cmd, int c, struct mount_ctx *ctx,
   case OPT_WRITEBACK: ctx->fuse.writeback_cache = true; return 0;
   case OPT_DIRECT: ctx->fuse.direct_io = true; return 0;
   case OPT_SPLICE: ctx->fuse.splice = true; return 0;
+  case OPT_PULL_FIRST: o->region.pull_first = true; return 0;
   case OPT_ALLOW_OTHER: ctx->fuse.allow_other = true; return 0;
   case OPT_PID_FILE: o->pid_file = optarg; return 0;
   case 'f':
@@ -252,6 +255,7 @@ parse (const struct cli_command *cmd, int argc, char **argv,
     { "writeback-cache", no_argument, NULL, OPT_WRITEBACK },
     { "direct-io", no_argument, NULL, OPT_DIRECT },
     { "splice", no_argument, NULL, OPT_SPLICE },
+    { "pull-first", no_argument, NULL, OPT_PULL_FIRST },
     { "allow-other", no_argument, NULL, OPT_ALLOW_OTHER },
     { "pid-file", required_argument, NULL, OPT_PID_FILE },
     { "quiet", no_argument, NULL, 'q' },
