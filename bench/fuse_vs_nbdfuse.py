@@ -6,6 +6,8 @@ over a Unix socket, read through
   - r3map mount (--frontend fuse, default options: a memory cache and two
     background pull workers), reading as soon as the file appears,
   - r3map mount --pull-workers 0 (only what is read is fetched),
+  - r3map mount --cache none (no cache: every read goes to the server, as
+    with nbdfuse),
   - r3map mount --pull-first (the file appears once everything is local:
     the reads measure the FUSE path over a full cache),
   - nbdfuse (libnbd's FUSE client, its default options) over the same
@@ -16,7 +18,9 @@ mmap scan (8 bytes of every page, in order), and random 4 KiB preads from
 several threads.  Every (system, workload, repetition) gets a fresh mount,
 so both FUSE clients start with an empty page cache and r3map (except
 r3map-pulled) with an empty region cache: cold reads from the server.  The median of
---repeat runs is reported, with the ratio to nbdfuse and to tmpfs.
+--repeat runs is reported, with the ratio to nbdfuse and to tmpfs, and
+the CPU time the reader, the FUSE client and the server spent per GB read
+(less sensitive than MB/s to other load on the machine).
 
 Run as root from the repository root after scripts/build.sh build:
   /usr/bin/python3 bench/fuse_vs_nbdfuse.py --json bench/results/fuse_read.json
@@ -75,6 +79,8 @@ class Mount:
                 cmd[2:2] = ["--pull-workers", "0"]
             if self.kind == "r3map-pulled":
                 cmd[2:2] = ["--pull-first"]
+            if self.kind == "r3map-direct":
+                cmd[2:2] = ["--cache", "none"]
             cmd[2:2] = self.args.r3map_args.split()
             self.file = os.path.join(self.dir, "region")
         else:
@@ -89,13 +95,35 @@ class Mount:
         stop(self.proc)
 
 
-def read(args, mode, path):
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a live process, in seconds."""
+    if pid is None:
+        return 0.0
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def read(args, mode, path, pids):
+    """Run one workload; returns (MB/s, checksum, CPU seconds per GB spent
+    by the reader, the FUSE client and the server together)."""
     cmd = [args.fuse_read, mode, path]
     if mode == "rand":
         cmd += [str(args.rand_threads), str(args.rand_reads)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    _, nbytes, secs, rate, check = out.stdout.split()
-    return float(rate), check
+    before = sum(cpu_seconds(p) for p in pids)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit("fuse_read %s %s failed" % (mode, path))
+    spent = usage.ru_utime + usage.ru_stime
+    spent += sum(cpu_seconds(p) for p in pids) - before
+    _, nbytes, secs, rate, check = out.split()
+    return float(rate), check, spent / (int(nbytes) / 1e9)
 
 
 def main():
@@ -106,7 +134,8 @@ def main():
     ap.add_argument("--rand-reads", type=int, default=8192,
                     help="random reads per thread (default 8192)")
     ap.add_argument("--systems",
-                    default="tmpfs,nbdfuse,r3map,r3map-ondemand,r3map-pulled")
+                    default="tmpfs,nbdfuse,r3map,r3map-ondemand,r3map-direct,"
+                    "r3map-pulled")
     ap.add_argument("--workloads", default="seq,mmap,rand")
     ap.add_argument("--r3map", default=os.path.join(ROOT, "build/tools/r3map/r3map"))
     ap.add_argument("--fuse-read", default=os.path.join(ROOT, "build/bench/fuse_read"))
@@ -138,61 +167,73 @@ def main():
     try:
         wait_for(spid, server, "r3map serve")
         subprocess.run(["nbdcopy", data, uri], check=True)
-        results = run_all(args, systems, workloads, tmp, uri, data)
+        med, cpu = run_all(args, systems, workloads, tmp, uri, data, server)
     finally:
         server.terminate()
         stop(server)
         os.unlink(data)
         os.rmdir(shm)
-    report(args, systems, workloads, results)
+    report(args, systems, workloads, med, cpu)
 
 
-def run_all(args, systems, workloads, tmp, uri, data):
+def run_all(args, systems, workloads, tmp, uri, data, server):
     rates = {(s, w): [] for s in systems for w in workloads}
+    cpus = {(s, w): [] for s in systems for w in workloads}
     checks = {}
     for rep in range(args.repeat):
         for w in workloads:
             for s in systems:
                 if s == "tmpfs":
-                    rate, check = read(args, w, data)
+                    rate, check, cpu = read(args, w, data, [])
                 else:
-                    with Mount(s, args, tmp, uri) as path:
-                        rate, check = read(args, w, path)
+                    m = Mount(s, args, tmp, uri)
+                    with m as path:
+                        rate, check, cpu = read(args, w, path,
+                                                [m.proc.pid, server.pid])
                 rates[(s, w)].append(rate)
+                cpus[(s, w)].append(cpu)
                 if checks.setdefault(w, check) != check:
                     sys.exit("%s returned different data for %s" % (s, w))
-                print("rep %d %-15s %-5s %8.1f MB/s" % (rep + 1, s, w, rate),
-                      file=sys.stderr, flush=True)
-    return {k: statistics.median(v) for k, v in rates.items()}
+                print("rep %d %-15s %-5s %8.1f MB/s %6.2f CPU s/GB"
+                      % (rep + 1, s, w, rate, cpu), file=sys.stderr,
+                      flush=True)
+    return ({k: statistics.median(v) for k, v in rates.items()},
+            {k: statistics.median(v) for k, v in cpus.items()})
 
 
 NAMES = {"seq": "sequential pread 1 MiB", "mmap": "mmap scan",
          "rand": "random pread 4 KiB"}
 
 
-def report(args, systems, workloads, med):
+def report(args, systems, workloads, med, cpu):
     ours = [s for s in systems if s.startswith("r3map")]
-    head = "| workload | " + " | ".join(systems)
-    if "nbdfuse" in systems:
-        head += "".join(" | %s / nbdfuse" % s for s in ours)
-    if "tmpfs" in systems:
-        head += "".join(" | %s / tmpfs" % s for s in ours)
-    print(head + " |")
-    print("|---" * head.count("|") + "|")
+    print("| workload | " + " | ".join(systems) + " |")
+    print("|---" * (len(systems) + 1) + "|")
     rows = []
     for w in workloads:
-        cells = ["%.0f" % med[(s, w)] for s in systems]
         row = {"workload": w, "mb_s": {s: med[(s, w)] for s in systems},
+               "cpu_s_per_gb": {s: cpu[(s, w)] for s in systems},
                "vs_nbdfuse": {}, "vs_tmpfs": {}}
-        for ref, key in (("nbdfuse", "vs_nbdfuse"), ("tmpfs", "vs_tmpfs")):
-            if ref in systems:
-                for s in ours:
-                    row[key][s] = med[(s, w)] / med[(ref, w)]
-                    cells.append("%.2fx" % row[key][s])
+        cells = []
+        for s in systems:
+            cell = "%.0f" % med[(s, w)]
+            if s in ours and "nbdfuse" in systems:
+                row["vs_nbdfuse"][s] = med[(s, w)] / med[("nbdfuse", w)]
+                cell += " (%.2fx)" % row["vs_nbdfuse"][s]
+            if s in ours and "tmpfs" in systems:
+                row["vs_tmpfs"][s] = med[(s, w)] / med[("tmpfs", w)]
+            cells.append(cell)
         print("| %s | %s |" % (NAMES.get(w, w), " | ".join(cells)))
         rows.append(row)
-    print("\n(MB/s = 10^6 bytes/s, median of %d; random: %d threads x %d "
-          "reads)" % (args.repeat, args.rand_threads, args.rand_reads))
+    print("\nMB/s = 10^6 bytes/s, median of %d; (x) = against nbdfuse; "
+          "random: %d threads x %d reads." % (args.repeat, args.rand_threads,
+                                              args.rand_reads))
+    print("\nCPU seconds per GB read (reader + FUSE client + server):\n")
+    print("| workload | " + " | ".join(systems) + " |")
+    print("|---" * (len(systems) + 1) + "|")
+    for w in workloads:
+        print("| %s | %s |" % (NAMES.get(w, w), " | ".join(
+            "%.2f" % cpu[(s, w)] for s in systems)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"benchmark": "fuse_read", "size": args.size,
@@ -200,7 +241,8 @@ def report(args, systems, workloads, med):
                        "rand_threads": args.rand_threads,
                        "rand_reads": args.rand_reads, "unit": "MB/s",
                        "r3map_args": args.r3map_args,
-                       "load_before": LOAD_BEFORE, "load_after": os.getloadavg(),
+                       "load_before": LOAD_BEFORE,
+                       "load_after": os.getloadavg(),
                        "date": time.strftime("%Y-%m-%d %H:%M"),
                        "results": rows}, f, indent=1)
             f.write("\n")
