@@ -436,11 +436,15 @@ r3m_fuse_unmount (struct r3m_fuse *fs, bool lazy, struct r3m_error *err)
 {
   pthread_mutex_lock (&fs->lock);
   bool mounted = fs->mounted && !fs->ended;
+  bool serving = fs->running > 0;
   pthread_mutex_unlock (&fs->lock);
   if (!mounted)
     return 0;
 
-  write_back_all (fs);
+  /* With no worker (a mount that failed to start them), opening a file
+   * would wait for ever for an answer: there is nothing to write back. */
+  if (serving)
+    write_back_all (fs);
   int r = do_umount (fs, false);
   if (r == -EBUSY && lazy)
     r = do_umount (fs, true);
