@@ -1,0 +1,203 @@
+/* Transmission on the reader thread, for backends that never block.
+ *
+ * The connection's one thread reads a buffer full of requests, executes
+ * them in order and gathers the replies into one writev, sent just before
+ * the next read that might block.  With pipelined 4 KiB requests that is
+ * one read and one write system call for a whole batch, and no thread
+ * hand-offs at all (those are expensive on small virtual machines).
+ *
+ * Buffers, all per connection:
+ *   reader     256 KiB; a WRITE payload that fits is used in place
+ *   arena      256 KiB; READ data for batched replies
+ *   big        grown on demand up to the largest payload seen; a reply
+ *              that uses it (or owns its data) is sent at once
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nbd/server.h"
+
+#define READER_CAP  (256u * 1024)
+#define ARENA_CAP   (256u * 1024)
+#define BATCH_IOV   64
+#define BATCH_HDR   (BATCH_IOV / 2 * NBD_SRV_HDR_MAX)
+
+struct inline_tx {
+  struct nbd_srv_conn *sc;
+  struct nbd_srv_reader rd;
+  struct iovec iov[BATCH_IOV];
+  int niov;
+  unsigned char hdr[BATCH_HDR];
+  size_t hdr_used;
+  unsigned char *arena;
+  size_t arena_used;
+  unsigned char *big;
+  size_t big_cap;
+};
+
+/* Send what is batched.  Also the reader's before_block hook. */
+static int
+flush_batch (void *arg)
+{
+  struct inline_tx *tx = arg;
+  if (tx->niov == 0)
+    return 0;
+  int r = nbd_conn_writev_all (tx->sc->conn, tx->iov, tx->niov);
+  tx->niov = 0;
+  tx->hdr_used = 0;
+  tx->arena_used = 0;
+  return r;
+}
+
+static int
+grow_big (struct inline_tx *tx, size_t len)
+{
+  if (len <= tx->big_cap)
+    return 0;
+  free (tx->big);
+  tx->big = malloc (len);
+  tx->big_cap = tx->big ? len : 0;
+  return tx->big ? 0 : -ENOMEM;
+}
+
+/* Where READ data of len bytes goes: the arena when it fits (flushing it
+ * first if it is full), else the big buffer.  Sets *now when the reply
+ * must go out immediately. */
+static int
+read_buffer (struct inline_tx *tx, size_t len, void **buf, bool *now)
+{
+  if (len <= ARENA_CAP) {
+    if (len > ARENA_CAP - tx->arena_used) {
+      int r = flush_batch (tx);
+      if (r < 0)
+        return r;
+    }
+    *buf = tx->arena + tx->arena_used;
+    tx->arena_used += len;
+    return 0;
+  }
+  int r = flush_batch (tx);
+  if (r == 0)
+    r = grow_big (tx, len);
+  *buf = tx->big;
+  *now = true;
+  return r;
+}
+
+/* Get the WRITE payload: in place in the reader buffer when it fits
+ * (*in_place: consume it after executing), else copied into big. */
+static int
+write_payload (struct inline_tx *tx, size_t len, void **buf, bool *in_place)
+{
+  if (len <= READER_CAP - NBD_REQUEST_SIZE) {
+    int r = nbd_srv_reader_need (&tx->rd, len);
+    if (r != 0)
+      return r > 0 ? -ECONNRESET : r;
+    *buf = tx->rd.buf + tx->rd.start;
+    *in_place = true;
+    return 0;
+  }
+  int r = grow_big (tx, len);
+  if (r == 0)
+    r = nbd_srv_reader_copy (&tx->rd, tx->big, len);
+  *buf = tx->big;
+  return r;
+}
+
+static int
+queue_reply (struct inline_tx *tx, struct nbd_srv_req *req,
+             struct nbd_srv_result *res, bool now)
+{
+  unsigned char *h = tx->hdr + tx->hdr_used;
+  int n = nbd_srv_encode_reply (tx->sc, req, res, h, tx->iov + tx->niov);
+  tx->niov += n;
+  tx->hdr_used += NBD_SRV_HDR_MAX;
+  int r = 0;
+  if (now || res->data_owned || tx->niov + 2 > BATCH_IOV
+      || tx->hdr_used + NBD_SRV_HDR_MAX > BATCH_HDR)
+    r = flush_batch (tx);
+  if (res->data_owned)
+    free (res->data);
+  return r;
+}
+
+/* One request whose header was just read.  0 to go on, < 0 to stop. */
+static int
+one_request (struct inline_tx *tx, struct nbd_srv_req *req)
+{
+  struct nbd_srv_conn *sc = tx->sc;
+  nbd_srv_validate (sc, req);
+  if (!req->error && nbd_srv_stopping (sc->srv)) {
+    req->error = NBD_ESHUTDOWN;
+    req->msg = "the server is shutting down";
+  }
+  bool in_place = false, now = false;
+  int r = 0;
+  req->buf = NULL;
+  if (req->type == NBD_CMD_WRITE && req->len > 0)
+    r = req->error ? nbd_srv_reader_skip (&tx->rd, req->len)
+                   : write_payload (tx, req->len, &req->buf, &in_place);
+  else if (req->type == NBD_CMD_READ && !req->error && req->len > 0)
+    r = read_buffer (tx, req->len, &req->buf, &now);
+  if (r < 0)
+    return r;
+
+  struct nbd_srv_result res = { 0 };
+  if (req->error)
+    nbd_srv_result_fail (&res, req->error, "%s", req->msg);
+  else
+    nbd_srv_execute (sc, req, &res);
+  if (in_place)
+    tx->rd.start += req->len;
+  atomic_fetch_add_explicit (&sc->requests, 1, memory_order_relaxed);
+  if (res.error)
+    atomic_fetch_add_explicit (&sc->errors, 1, memory_order_relaxed);
+  return queue_reply (tx, req, &res, now);
+}
+
+void
+nbd_srv_transmit_inline (struct nbd_srv_conn *sc)
+{
+  struct inline_tx *tx = calloc (1, sizeof *tx);
+  if (!tx || nbd_srv_reader_init (&tx->rd, sc->conn, READER_CAP) < 0
+      || !(tx->arena = malloc (ARENA_CAP))) {
+    nbd_srv_log (sc->srv, R3M_NBD_LOG_ERROR, "%s: out of memory", sc->peer);
+    goto out;
+  }
+  tx->sc = sc;
+  tx->rd.before_block = flush_batch;
+  tx->rd.arg = tx;
+  for (;;) {
+    int r = nbd_srv_reader_need (&tx->rd, NBD_REQUEST_SIZE);
+    if (r != 0) {
+      if (r < 0 && r != -ECONNRESET && r != -EPIPE)
+        nbd_srv_log (sc->srv, R3M_NBD_LOG_INFO, "%s: %s", sc->peer,
+                     strerror (-r));
+      break;
+    }
+    struct nbd_srv_req req;
+    if (nbd_srv_reader_header (&tx->rd, &req) < 0) {
+      nbd_srv_log (sc->srv, R3M_NBD_LOG_WARN,
+                   "%s: bad request magic: disconnecting", sc->peer);
+      break;
+    }
+    if (req.type == NBD_CMD_DISC)
+      break;
+    r = one_request (tx, &req);
+    if (r < 0) {
+      nbd_srv_log (sc->srv, R3M_NBD_LOG_INFO, "%s: %s", sc->peer,
+                   strerror (-r));
+      break;
+    }
+  }
+  flush_batch (tx);
+  nbd_srv_reader_free (&tx->rd);
+out:
+  if (tx) {
+    free (tx->arena);
+    free (tx->big);
+  }
+  free (tx);
+  nbd_srv_flush_if_wrote (sc);
+}

@@ -1,0 +1,370 @@
+/* One transmission request: reading it, checking it, executing it.
+ *
+ * Errors from the backend map to NBD errors by nbd_srv_errno_to_nbd;
+ * ENOTSUP only ever answers a FAST_ZERO request, as the spec wants.
+ *
+ * Checks, in order (the first failure is the reply):
+ *   unknown command                      NBD_EINVAL
+ *   a flag the command does not take     NBD_EINVAL
+ *   write/trim/zero on a read-only export NBD_EPERM
+ *   BLOCK_STATUS without a context       NBD_EINVAL
+ *   range beyond the end                 NBD_ENOSPC (write, zero),
+ *                                        NBD_EINVAL (others)
+ *   offset/length not aligned to the minimum block size   NBD_EINVAL
+ *   READ/WRITE longer than max payload   NBD_EOVERFLOW (structured READ),
+ *                                        NBD_EINVAL (otherwise)
+ *   BLOCK_STATUS of length 0             NBD_EINVAL
+ * FLUSH ignores its offset and length.  A WRITE that fails a check still
+ * has its payload consumed, so the stream stays in step. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nbd/server.h"
+
+/* ---- reading --------------------------------------------------------- */
+
+int
+nbd_srv_reader_init (struct nbd_srv_reader *r, struct nbd_conn *conn,
+                     size_t cap)
+{
+  memset (r, 0, sizeof *r);
+  r->conn = conn;
+  r->cap = cap;
+  r->buf = malloc (cap);
+  return r->buf ? 0 : -ENOMEM;
+}
+
+void
+nbd_srv_reader_free (struct nbd_srv_reader *r)
+{
+  free (r->buf);
+  r->buf = NULL;
+}
+
+static int
+reader_fill (struct nbd_srv_reader *r)
+{
+  if (r->before_block) {
+    int b = r->before_block (r->arg);
+    if (b < 0)
+      return b;
+  }
+  ssize_t k = nbd_conn_read_some (r->conn, r->buf + r->end, r->cap - r->end);
+  if (k <= 0)
+    return k == 0 ? -ENODATA : (int) k;
+  r->end += (size_t) k;
+  return 0;
+}
+
+int
+nbd_srv_reader_need (struct nbd_srv_reader *r, size_t n)
+{
+  if (r->end - r->start >= n)
+    return 0;
+  if (r->start == r->end)
+    r->start = r->end = 0;
+  else if (r->cap - r->start < n) {
+    memmove (r->buf, r->buf + r->start, r->end - r->start);
+    r->end -= r->start;
+    r->start = 0;
+  }
+  while (r->end - r->start < n) {
+    bool empty = r->end == r->start;
+    int k = reader_fill (r);
+    if (k == -ENODATA)
+      return empty ? 1 : -ECONNRESET;
+    if (k < 0)
+      return k;
+  }
+  return 0;
+}
+
+int
+nbd_srv_reader_copy (struct nbd_srv_reader *r, void *dst, size_t len)
+{
+  size_t have = r->end - r->start;
+  size_t n = have < len ? have : len;
+  memcpy (dst, r->buf + r->start, n);
+  r->start += n;
+  if (n == len)
+    return 0;
+  if (r->before_block) {
+    int b = r->before_block (r->arg);
+    if (b < 0)
+      return b;
+  }
+  return nbd_conn_read_exact (r->conn, (unsigned char *) dst + n, len - n);
+}
+
+int
+nbd_srv_reader_skip (struct nbd_srv_reader *r, uint64_t len)
+{
+  size_t have = r->end - r->start;
+  size_t n = have < len ? have : (size_t) len;
+  r->start += n;
+  if (n == len)
+    return 0;
+  if (r->before_block) {
+    int b = r->before_block (r->arg);
+    if (b < 0)
+      return b;
+  }
+  return nbd_conn_discard (r->conn, len - n);
+}
+
+int
+nbd_srv_reader_header (struct nbd_srv_reader *r, struct nbd_srv_req *req)
+{
+  const unsigned char *p = r->buf + r->start;
+  if (nbd_get32 (p) != NBD_REQUEST_MAGIC)
+    return -EPROTO;
+  req->flags = nbd_get16 (p + 4);
+  req->type = nbd_get16 (p + 6);
+  req->cookie = nbd_get64 (p + 8);
+  req->off = nbd_get64 (p + 16);
+  req->len = nbd_get32 (p + 24);
+  req->error = 0;
+  req->msg = NULL;
+  r->start += NBD_REQUEST_SIZE;
+  return 0;
+}
+
+/* ---- checking ---------------------------------------------------------- */
+
+static const char *
+command_name (uint16_t type)
+{
+  static const char *const names[] = {
+    "read", "write", "disconnect", "flush", "trim", "cache", "write zeroes",
+    "block status",
+  };
+  return type < sizeof names / sizeof names[0] ? names[type] : "command";
+}
+
+static uint16_t
+allowed_flags (const struct nbd_srv_conn *sc, uint16_t type)
+{
+  /* FUA is valid on every command (and harmless where nothing is
+   * written); the others belong to one command each. */
+  switch (type) {
+  case NBD_CMD_READ:
+    return NBD_CMD_FLAG_FUA | (sc->structured ? NBD_CMD_FLAG_DF : 0);
+  case NBD_CMD_WRITE_ZEROES:
+    return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE
+           | ((sc->eflags & NBD_FLAG_SEND_FAST_ZERO) ? NBD_CMD_FLAG_FAST_ZERO
+                                                     : 0);
+  case NBD_CMD_BLOCK_STATUS:
+    return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE;
+  default:
+    return NBD_CMD_FLAG_FUA;
+  }
+}
+
+/* The first check req fails: its NBD error and *msg, or 0. */
+static int
+check (const struct nbd_srv_conn *sc, const struct nbd_srv_req *req,
+       const char **msg)
+{
+  const struct nbd_srv_export *e = sc->exp;
+  uint16_t t = req->type;
+  if (t > NBD_CMD_BLOCK_STATUS || t == NBD_CMD_DISC)
+    return *msg = "unknown command", NBD_EINVAL;
+  if (req->flags & ~allowed_flags (sc, t))
+    return *msg = "command flag not valid for this command", NBD_EINVAL;
+  bool writes = t == NBD_CMD_WRITE || t == NBD_CMD_TRIM
+                || t == NBD_CMD_WRITE_ZEROES;
+  if (writes && e->read_only)
+    return *msg = "the export is read-only", NBD_EPERM;
+  if (t == NBD_CMD_BLOCK_STATUS && sc->nsel == 0)
+    return *msg = "no metadata context was selected", NBD_EINVAL;
+  if (t == NBD_CMD_FLUSH)
+    return 0;
+  if (req->off > e->size || req->len > e->size - req->off) {
+    *msg = "request goes beyond the end of the export";
+    return t == NBD_CMD_WRITE || t == NBD_CMD_WRITE_ZEROES ? NBD_ENOSPC
+                                                           : NBD_EINVAL;
+  }
+  if (e->min_block > 1
+      && (req->off % e->min_block != 0
+          || (req->len % e->min_block != 0 && req->off + req->len != e->size)))
+    return *msg = "request is not aligned to the minimum block size",
+           NBD_EINVAL;
+  if ((t == NBD_CMD_READ || t == NBD_CMD_WRITE) && req->len > e->max_payload) {
+    *msg = "request is larger than the maximum payload";
+    return t == NBD_CMD_READ && sc->structured ? NBD_EOVERFLOW : NBD_EINVAL;
+  }
+  if (t == NBD_CMD_BLOCK_STATUS && req->len == 0)
+    return *msg = "block status of zero bytes", NBD_EINVAL;
+  return 0;
+}
+
+void
+nbd_srv_validate (struct nbd_srv_conn *sc, struct nbd_srv_req *req)
+{
+  req->msg = NULL;
+  req->error = check (sc, req, &req->msg);
+}
+
+/* ---- executing --------------------------------------------------------- */
+
+int
+nbd_srv_errno_to_nbd (int r)
+{
+  switch (-r) {
+  case EPERM: case EROFS: case EACCES:
+    return NBD_EPERM;
+  case ENOMEM:
+    return NBD_ENOMEM;
+  case EINVAL:
+    return NBD_EINVAL;
+  case ENOSPC: case EDQUOT: case EFBIG:
+    return NBD_ENOSPC;
+  case ENOTSUP:
+    return NBD_ENOTSUP;
+  case ESHUTDOWN:
+    return NBD_ESHUTDOWN;
+  default:
+    return NBD_EIO;
+  }
+}
+
+/* Backends may cap their request size (info.max_io): split for them. */
+static int
+split_read (const struct nbd_srv_export *e, unsigned char *buf, size_t len,
+            uint64_t off)
+{
+  size_t step = e->io_max ? e->io_max : len;
+  for (size_t done = 0; done < len; done += step) {
+    size_t n = len - done < step ? len - done : step;
+    int r = r3m_backend_pread (e->backend, buf + done, n, off + done);
+    if (r < 0)
+      return r;
+  }
+  return 0;
+}
+
+static int
+split_write (const struct nbd_srv_export *e, const unsigned char *buf,
+             size_t len, uint64_t off, unsigned flags)
+{
+  size_t step = e->io_max ? e->io_max : len;
+  for (size_t done = 0; done < len; done += step) {
+    size_t n = len - done < step ? len - done : step;
+    int r = r3m_backend_pwrite (e->backend, buf + done, n, off + done, flags);
+    if (r < 0)
+      return r;
+  }
+  return 0;
+}
+
+/* NBD_CMD_CACHE: read through (a region behind the backend pulls the
+ * data in) and drop the bytes.  Backends that run inline are plain
+ * memory, where there is nothing to warm. */
+static int
+cache_through (const struct nbd_srv_export *e, uint64_t off, uint64_t len)
+{
+  if (e->inline_io || len == 0)
+    return 0;
+  size_t step = len < (1u << 20) ? (size_t) len : 1u << 20;
+  if (e->io_max && step > e->io_max)
+    step = e->io_max;
+  unsigned char *buf = malloc (step);
+  if (!buf)
+    return -ENOMEM;
+  int r = 0;
+  for (uint64_t done = 0; r == 0 && done < len; done += step) {
+    size_t n = len - done < step ? (size_t) (len - done) : step;
+    r = r3m_backend_pread (e->backend, buf, n, off + done);
+  }
+  free (buf);
+  return r;
+}
+
+static int
+flush (struct nbd_srv_conn *sc)
+{
+  /* Clear first: a write that completes while we flush sets it again. */
+  atomic_store (&sc->wrote, false);
+  int r = r3m_backend_flush (sc->exp->backend);
+  if (r < 0)
+    atomic_store (&sc->wrote, true);
+  return r;
+}
+
+void
+nbd_srv_flush_if_wrote (struct nbd_srv_conn *sc)
+{
+  if (!sc->exp || !atomic_load (&sc->wrote))
+    return;
+  int r = flush (sc);
+  if (r < 0)
+    nbd_srv_log (sc->srv, R3M_NBD_LOG_ERROR,
+                 "%s: flush at disconnect: %s", sc->peer, strerror (-r));
+}
+
+void
+nbd_srv_execute (struct nbd_srv_conn *sc, struct nbd_srv_req *req,
+                 struct nbd_srv_result *res)
+{
+  const struct nbd_srv_export *e = sc->exp;
+  bool fua = req->flags & NBD_CMD_FLAG_FUA;
+  int r = 0;
+  switch (req->type) {
+  case NBD_CMD_READ:
+    r = split_read (e, req->buf, req->len, req->off);
+    res->data = req->buf;
+    res->len = req->len;
+    if (r == 0)
+      atomic_fetch_add_explicit (&sc->bytes_read, req->len,
+                                 memory_order_relaxed);
+    break;
+  case NBD_CMD_WRITE:
+    atomic_store (&sc->wrote, true);
+    r = split_write (e, req->buf, req->len, req->off, fua ? R3M_IO_FUA : 0);
+    if (r == 0)
+      atomic_fetch_add_explicit (&sc->bytes_written, req->len,
+                                 memory_order_relaxed);
+    break;
+  case NBD_CMD_FLUSH:
+    r = flush (sc);
+    break;
+  case NBD_CMD_TRIM:
+    atomic_store (&sc->wrote, true);
+    r = r3m_backend_trim (e->backend, req->len, req->off);
+    if (r == 0 && fua)
+      r = flush (sc);
+    break;
+  case NBD_CMD_CACHE:
+    r = cache_through (e, req->off, req->len);
+    break;
+  case NBD_CMD_WRITE_ZEROES:
+    if ((req->flags & NBD_CMD_FLAG_FAST_ZERO) && !e->fast_zero) {
+      r = -ENOTSUP;
+      break;
+    }
+    atomic_store (&sc->wrote, true);
+    r = r3m_backend_zero (e->backend, req->len, req->off,
+                          (fua ? R3M_IO_FUA : 0)
+                          | ((req->flags & NBD_CMD_FLAG_NO_HOLE)
+                             ? 0 : R3M_IO_MAY_TRIM));
+    break;
+  case NBD_CMD_BLOCK_STATUS:
+    nbd_srv_block_status (sc, req, res);
+    return;
+  }
+  if (r < 0) {
+    /* ENOTSUP is reserved for a refused fast zero. */
+    bool fast = req->type == NBD_CMD_WRITE_ZEROES
+                && (req->flags & NBD_CMD_FLAG_FAST_ZERO);
+    int ne = nbd_srv_errno_to_nbd (r);
+    if (ne == NBD_ENOTSUP && !fast)
+      ne = NBD_EIO;
+    if (fast && r == -ENOTSUP)
+      nbd_srv_result_fail (res, ne, "zeroing is not faster than writing "
+                           "on this export");
+    else
+      nbd_srv_result_fail (res, ne, "%s: %s", command_name (req->type),
+                           strerror (-r));
+  }
+}

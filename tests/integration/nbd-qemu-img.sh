@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# qemu-img (qemu's own NBD client) against r3map serve: info, convert a
+# raw image onto the export and back, compare.
+. "$(dirname "$0")/nbd-lib.sh"
+need qemu-img
+
+head -c $((8 << 20)) /dev/urandom >"$tmp/img"
+truncate -s 16M "$tmp/img"            # a hole at the end
+serve --listen "nbd+unix:///?socket=$tmp/s" memory:16M
+# qemu's spelling of an NBD address.
+q="nbd+unix:///?socket=$tmp/s"
+
+qemu-img info -f raw "$q" | grep -q 'virtual size: 16 MiB' \
+  || die "qemu-img info"
+qemu-img convert -n -f raw -O raw "$tmp/img" "$q"
+qemu-img compare -f raw -F raw "$tmp/img" "$q" || die "compare after convert"
+qemu-img convert -f raw -O raw "$q" "$tmp/back"
+cmp "$tmp/img" "$tmp/back" || die "converted back differs"
+# A difference must be seen: change one byte behind qemu's back.
+printf 'X' | dd of="$tmp/img" bs=1 seek=12345 conv=notrunc 2>/dev/null
+if qemu-img compare -q -f raw -F raw "$tmp/img" "$q"; then
+  die "compare missed a difference"
+fi
+echo PASS

@@ -1,0 +1,416 @@
+/* r3map serve: export backends over NBD until SIGINT or SIGTERM.
+ *
+ * Threads: main blocks SIGINT/SIGTERM/SIGHUP before the server starts any
+ * thread (so they all inherit the mask), starts serving, writes the pid
+ * file (the readiness signal tests wait for), then sleeps in sigwaitinfo.
+ * A signal runs the graceful shutdown: in-flight requests finish, every
+ * writable backend is flushed, the pid file and Unix sockets are removed.
+ * Clients still connected after --grace seconds are cut off. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <r3map/r3map.h>
+#include <r3map/nbd.h>
+
+#include "commands.h"
+#include "util/size.h"
+
+#define MAX_EXPORTS 64
+#define MAX_LISTEN 16
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+void
+cli_serve_help (FILE *out)
+{
+  fprintf (out,
+"Usage: r3map serve [OPTIONS] [BACKEND]\n"
+"       r3map serve [OPTIONS] --export NAME=BACKEND [--export ...]\n"
+"\n"
+"Export backends over NBD (the Network Block Device protocol) until SIGINT\n"
+"or SIGTERM.  Any NBD client can use them: the Linux kernel (nbd-client),\n"
+"qemu, nbdinfo/nbdcopy/nbdfuse, fio, and r3map's own nbd:// backend.\n"
+"A single BACKEND is the default export \"\" (nbd://HOST/ reaches it).\n"
+"\n"
+"Options:\n"
+"  -e, --export NAME=BACKEND  export BACKEND as NAME (repeatable)\n"
+"  -l, --listen URI           where to listen (repeatable); default\n"
+"                             nbd://127.0.0.1:10809.  nbd://HOST:PORT (port 0\n"
+"                             picks a free one), nbd+unix:///?socket=PATH;\n"
+"                             nbds:// and nbds+unix:// require TLS there\n"
+"  -r, --read-only            refuse writes (clients see a read-only disk)\n"
+"      --min-block SIZE       minimum block size clients must align to\n"
+"                             (power of two, default: the backend's)\n"
+"      --no-multi-conn        do not advertise multi-connection support\n"
+"      --tls MODE             off (default), on (clients may STARTTLS) or\n"
+"                             require (every option needs TLS first)\n"
+"      --tls-cert FILE        PEM server certificate (chain)\n"
+"      --tls-key FILE         PEM private key (default: in --tls-cert)\n"
+"      --tls-ca FILE          require client certificates signed by this CA\n"
+"      --workers N            threads per connection for backends that\n"
+"                             block (file, remote); default 16\n"
+"      --max-connections N    default 256\n"
+"      --grace SECONDS        on SIGINT/SIGTERM, wait this long for clients\n"
+"                             to finish before cutting them; default 5\n"
+"      --pid-file FILE        write the pid once listening (readiness)\n"
+"  -v, --verbose              log connections (twice: every option)\n"
+"  -q, --quiet                log only errors\n"
+"  -h, --help                 show this help\n"
+"\n"
+"Once listening, each address is printed on standard output as\n"
+"  listening on nbd://127.0.0.1:10809\n"
+"Serving to other hosts needs an explicit --listen; use --tls=require with\n"
+"--tls-ca for that.  On exit every writable backend is flushed.\n"
+"\n"
+"Examples:\n"
+"  r3map serve memory:1G\n"
+"  r3map serve --listen nbd+unix:///?socket=/tmp/r3.sock file:/var/disk.img\n"
+"  r3map serve -e a=memory:64M -e b=file:/tmp/b.img --read-only\n"
+"  r3map serve --tls=require --tls-cert server.pem --tls-key key.pem \\\n"
+"      --tls-ca ca.pem --listen nbds://0.0.0.0 memory:4G\n"
+"\n"
+"Exit status: 0 after a clean shutdown, 1 on a runtime failure (cannot\n"
+"listen, a backend failed to flush), 2 on a usage error.\n"
+"Protocol details: docs/protocol.md; server design: docs/nbd-server.md.\n");
+}
+
+static int usage_error (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2)));
+
+static int
+usage_error (const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  fprintf (stderr, "r3map: serve: ");
+  vfprintf (stderr, fmt, ap);
+  fprintf (stderr, "\nr3map: try 'r3map serve --help'\n");
+  va_end (ap);
+  return EXIT_USAGE;
+}
+
+static int
+fail (const char *what, int r, const struct r3m_error *err)
+{
+  if (err && err->msg[0])
+    fprintf (stderr, "r3map: serve: %s\n", err->msg);
+  else
+    fprintf (stderr, "r3map: serve: %s: %s\n", what, strerror (-r));
+  return r == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
+}
+
+static void
+log_stderr (void *user, enum r3m_nbd_log_level level, const char *msg)
+{
+  static const char *const names[] = { "error", "warning", "info", "debug" };
+  fprintf (stderr, "r3map: serve: %s: %s\n", names[level], msg);
+}
+
+struct export_arg {
+  char *name;
+  const char *uri;
+  struct r3m_backend *backend;
+};
+
+struct serve_args {
+  struct r3m_nbd_server_options so;
+  struct r3m_nbd_export_options eo;
+  struct export_arg exports[MAX_EXPORTS];
+  size_t nexports;
+  const char *listen[MAX_LISTEN];
+  size_t nlisten;
+  unsigned grace_s;
+  const char *pid_file;
+};
+
+static int
+parse_count (const char *opt, const char *arg, unsigned min, unsigned max,
+             unsigned *out)
+{
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul (arg, &end, 10);
+  if (errno || end == arg || *end || arg[0] == '-' || v < min || v > max)
+    return usage_error ("%s: '%s' is not a number from %u to %u", opt, arg,
+                        min, max);
+  *out = (unsigned) v;
+  return 0;
+}
+
+static int
+add_export (struct serve_args *a, const char *arg, bool named)
+{
+  if (a->nexports == MAX_EXPORTS)
+    return usage_error ("at most %d exports", MAX_EXPORTS);
+  struct export_arg *e = &a->exports[a->nexports];
+  const char *eq = named ? strchr (arg, '=') : NULL;
+  if (named && !eq)
+    return usage_error ("--export wants NAME=BACKEND, not '%s'", arg);
+  e->name = named ? strndup (arg, (size_t) (eq - arg)) : strdup ("");
+  e->uri = named ? eq + 1 : arg;
+  if (!e->name)
+    return usage_error ("out of memory");
+  for (size_t i = 0; i < a->nexports; i++)
+    if (strcmp (a->exports[i].name, e->name) == 0) {
+      int r = usage_error ("export '%s' is given twice", e->name);
+      free (e->name);
+      e->name = NULL;
+      return r;
+    }
+  a->nexports++;
+  return 0;
+}
+
+static int
+parse_tls_mode (const char *arg, enum r3m_nbd_tls_mode *out)
+{
+  if (strcmp (arg, "off") == 0)
+    *out = R3M_NBD_TLS_OFF;
+  else if (strcmp (arg, "on") == 0)
+    *out = R3M_NBD_TLS_ON;
+  else if (strcmp (arg, "require") == 0)
+    *out = R3M_NBD_TLS_REQUIRE;
+  else
+    return usage_error ("--tls: '%s' is not off, on or require", arg);
+  return 0;
+}
+
+enum {
+  OPT_MIN_BLOCK = 0x100, OPT_NO_MULTI_CONN, OPT_TLS, OPT_TLS_CERT,
+  OPT_TLS_KEY, OPT_TLS_CA, OPT_WORKERS, OPT_MAX_CONN, OPT_GRACE, OPT_PID,
+};
+
+static int
+parse_option (struct serve_args *a, int c, const char *arg)
+{
+  switch (c) {
+  case 'e':
+    return add_export (a, arg, true);
+  case 'l':
+    if (a->nlisten == MAX_LISTEN)
+      return usage_error ("at most %d --listen", MAX_LISTEN);
+    a->listen[a->nlisten++] = arg;
+    return 0;
+  case 'r':
+    a->eo.read_only = true;
+    return 0;
+  case OPT_MIN_BLOCK: {
+    uint64_t v;
+    if (util_parse_size (arg, &v) < 0 || v == 0 || v > 65536 || (v & (v - 1)))
+      return usage_error ("--min-block: '%s' is not a power of two up to "
+                          "64K", arg);
+    a->eo.min_block = (uint32_t) v;
+    return 0;
+  }
+  case OPT_NO_MULTI_CONN:
+    a->eo.no_multi_conn = true;
+    return 0;
+  case OPT_TLS:
+    return parse_tls_mode (arg, &a->so.tls);
+  case OPT_TLS_CERT:
+    a->so.tls_cert = arg;
+    return 0;
+  case OPT_TLS_KEY:
+    a->so.tls_key = arg;
+    return 0;
+  case OPT_TLS_CA:
+    a->so.tls_ca = arg;
+    return 0;
+  case OPT_WORKERS:
+    return parse_count ("--workers", arg, 1, 1024, &a->so.workers);
+  case OPT_MAX_CONN:
+    return parse_count ("--max-connections", arg, 1, 65536,
+                        &a->so.max_connections);
+  case OPT_GRACE:
+    return parse_count ("--grace", arg, 0, 3600, &a->grace_s);
+  case OPT_PID:
+    a->pid_file = arg;
+    return 0;
+  case 'v':
+    if (a->so.log_level < R3M_NBD_LOG_DEBUG)
+      a->so.log_level = a->so.log_level == R3M_NBD_LOG_ERROR
+                        ? R3M_NBD_LOG_INFO : a->so.log_level + 1;
+    return 0;
+  case 'q':
+    a->so.log_level = R3M_NBD_LOG_ERROR;
+    return 0;
+  default:
+    return EXIT_USAGE;
+  }
+}
+
+static int
+parse_args (struct serve_args *a, int argc, char **argv, bool *help)
+{
+  static const struct option longopts[] = {
+    { "export", required_argument, NULL, 'e' },
+    { "listen", required_argument, NULL, 'l' },
+    { "read-only", no_argument, NULL, 'r' },
+    { "min-block", required_argument, NULL, OPT_MIN_BLOCK },
+    { "no-multi-conn", no_argument, NULL, OPT_NO_MULTI_CONN },
+    { "tls", required_argument, NULL, OPT_TLS },
+    { "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+    { "tls-key", required_argument, NULL, OPT_TLS_KEY },
+    { "tls-ca", required_argument, NULL, OPT_TLS_CA },
+    { "workers", required_argument, NULL, OPT_WORKERS },
+    { "max-connections", required_argument, NULL, OPT_MAX_CONN },
+    { "grace", required_argument, NULL, OPT_GRACE },
+    { "pid-file", required_argument, NULL, OPT_PID },
+    { "verbose", no_argument, NULL, 'v' },
+    { "quiet", no_argument, NULL, 'q' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  opterr = 0;
+  optind = 1;
+  int c;
+  while ((c = getopt_long (argc, argv, ":e:l:rvqh", longopts, NULL)) != -1) {
+    if (c == 'h') {
+      *help = true;
+      return 0;
+    }
+    if (c == '?')
+      return usage_error ("unknown option '%s'", argv[optind - 1]);
+    if (c == ':')
+      return usage_error ("option '%s' needs a value", argv[optind - 1]);
+    int r = parse_option (a, c, optarg);
+    if (r != 0)
+      return r;
+  }
+  if (optind < argc - 1)
+    return usage_error ("one BACKEND at most (use --export for more)");
+  if (optind == argc - 1) {
+    int r = add_export (a, argv[optind], false);
+    if (r != 0)
+      return r;
+  }
+  if (a->nexports == 0)
+    return usage_error ("nothing to serve: give a BACKEND or --export");
+  if (a->so.tls != R3M_NBD_TLS_OFF && !a->so.tls_cert)
+    return usage_error ("--tls=%s needs --tls-cert",
+                        a->so.tls == R3M_NBD_TLS_ON ? "on" : "require");
+  if (a->so.tls == R3M_NBD_TLS_OFF && (a->so.tls_cert || a->so.tls_ca))
+    return usage_error ("--tls-cert/--tls-ca need --tls=on or --tls=require");
+  if (a->nlisten == 0)
+    a->listen[a->nlisten++] = "nbd://127.0.0.1:10809";
+  return 0;
+}
+
+static int
+write_pid_file (const char *path)
+{
+  /* Write a temporary file and rename it, so whoever polls for the file
+   * never reads it half written. */
+  char tmp[PATH_MAX];
+  snprintf (tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen (tmp, "w");
+  if (!f)
+    return -errno;
+  fprintf (f, "%d\n", (int) getpid ());
+  if (fclose (f) != 0 || rename (tmp, path) != 0) {
+    int e = errno;
+    unlink (tmp);
+    return -e;
+  }
+  return 0;
+}
+
+static int
+open_exports (struct serve_args *a, struct r3m_nbd_server *srv)
+{
+  for (size_t i = 0; i < a->nexports; i++) {
+    struct export_arg *e = &a->exports[i];
+    struct r3m_error err;
+    r3m_error_clear (&err);
+    int r = r3m_backend_open (e->uri, a->eo.read_only ? R3M_OPEN_READ_ONLY
+                                                      : 0,
+                              &e->backend, &err);
+    if (r == 0) {
+      struct r3m_nbd_export_options eo = a->eo;
+      eo.description = e->uri;
+      r = r3m_nbd_server_add_export (srv, e->name, e->backend, &eo, &err);
+    }
+    if (r < 0)
+      return fail (e->uri, r, &err);
+  }
+  return 0;
+}
+
+static int
+run_server (struct serve_args *a, const sigset_t *sigs)
+{
+  struct r3m_error err;
+  r3m_error_clear (&err);
+  struct r3m_nbd_server *srv;
+  int r = r3m_nbd_server_new (&a->so, &srv, &err);
+  if (r < 0)
+    return fail ("server", r, &err);
+  int status = open_exports (a, srv);
+  for (size_t i = 0; status == 0 && i < a->nlisten; i++) {
+    r = r3m_nbd_server_listen (srv, a->listen[i], &err);
+    if (r < 0)
+      status = fail (a->listen[i], r, &err);
+  }
+  if (status == 0 && (r = r3m_nbd_server_start (srv, &err)) < 0)
+    status = fail ("start", r, &err);
+  if (status == 0) {
+    for (size_t i = 0; i < r3m_nbd_server_address_count (srv); i++)
+      printf ("listening on %s\n", r3m_nbd_server_address (srv, i));
+    fflush (stdout);
+    if (a->pid_file && (r = write_pid_file (a->pid_file)) < 0)
+      status = fail (a->pid_file, r, NULL);
+  }
+  if (status == 0) {
+    siginfo_t si;
+    while (sigwaitinfo (sigs, &si) < 0 && errno == EINTR)
+      ;
+    if (a->so.log_level >= R3M_NBD_LOG_INFO)
+      fprintf (stderr, "r3map: serve: %s: shutting down\n",
+               strsignal (si.si_signo));
+  }
+  r3m_error_clear (&err);
+  r = r3m_nbd_server_shutdown (srv, a->grace_s * 1000, &err);
+  if (r < 0 && status == 0)
+    status = fail ("flush", r, &err);
+  r3m_nbd_server_free (srv);
+  if (a->pid_file)
+    unlink (a->pid_file);
+  return status;
+}
+
+int
+cli_serve_run (const struct cli_command *cmd, int argc, char **argv)
+{
+  struct serve_args a;
+  memset (&a, 0, sizeof a);
+  r3m_nbd_server_options_init (&a.so);
+  a.so.log = log_stderr;
+  a.grace_s = 5;
+  bool help = false;
+  int status = parse_args (&a, argc, argv, &help);
+  if (status == 0 && help)
+    cli_serve_help (stdout);
+  if (status == 0 && !help) {
+    sigset_t sigs;
+    sigemptyset (&sigs);
+    sigaddset (&sigs, SIGINT);
+    sigaddset (&sigs, SIGTERM);
+    sigaddset (&sigs, SIGHUP);
+    pthread_sigmask (SIG_BLOCK, &sigs, NULL);
+    signal (SIGPIPE, SIG_IGN);
+    status = run_server (&a, &sigs);
+  }
+  for (size_t i = 0; i < a.nexports; i++) {
+    r3m_backend_close (a.exports[i].backend);
+    free (a.exports[i].name);
+  }
+  return status;
+}
