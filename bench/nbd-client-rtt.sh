@@ -7,8 +7,9 @@
 #
 #   bench/nbd-client-rtt.sh [BUILD_DIR]
 #   env: RTTS="0 2 10 40" (ms)  REPS=3  SIZE=1G  CONNECTIONS=4
+#        SERVER=nbdkit (nbdkit memory) or r3map (r3map serve memory:SIZE)
 #
-# Prints a markdown table and writes bench/results/nbd-client-rtt.json.
+# Prints a markdown table and writes bench/results/nbd-client-rtt-SERVER.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -16,6 +17,7 @@ rtts=${RTTS:-0 2 10 40}
 reps=${REPS:-3}
 size=${SIZE:-1G}
 conns=${CONNECTIONS:-4}
+server=${SERVER:-nbdkit}
 reader=$build/bench/nbd-client-read
 proxy=$build/bench/proxy/delay-proxy
 for p in "$reader" "$proxy"; do
@@ -35,7 +37,12 @@ cleanup () {
 trap cleanup EXIT
 wait_for () { for _ in $(seq 300); do [ -s "$1" ] && return 0; sleep 0.1; done; echo "timeout: $1" >&2; exit 1; }
 
-nbdkit -f -U "$T/nbd.sock" -P "$T/nbd.pid" memory "$size" >"$T/nbdkit.log" 2>&1 &
+if [ "$server" = r3map ]; then
+  "$build/tools/r3map/r3map" serve -q --listen "nbd+unix:///?socket=$T/nbd.sock" \
+    --pid-file "$T/nbd.pid" "memory:$size" >"$T/server.log" 2>&1 &
+else
+  nbdkit -f -U "$T/nbd.sock" -P "$T/nbd.pid" memory "$size" >"$T/server.log" 2>&1 &
+fi
 pids+=($!)
 wait_for "$T/nbd.pid"
 # Real data everywhere: an unwritten memory export is one big hole, which
@@ -77,10 +84,10 @@ for rtt in $rtts; do
 done
 
 mkdir -p bench/results
-/usr/bin/python3 - "$results" "$size" "$reps" "$conns" "$(nproc)" \
+/usr/bin/python3 - "$results" "$size" "$reps" "$conns" "$(nproc)" "$server" \
   "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
 import json, statistics, sys, re, datetime
-path, size, reps, conns, ncpu, load = sys.argv[1:]
+path, size, reps, conns, ncpu, server, load = sys.argv[1:]
 runs, inner = {}, {}
 for line in open(path):
     f = line.split(None, 4)
@@ -114,11 +121,13 @@ for x in rows:
         x["r3map_GBps"], x["nbdcopy_GBps"], x["ratio"], rel))
 out = {
     "benchmark": "nbd-client-rtt", "date": datetime.datetime.now().isoformat(),
-    "bytes": nbytes, "reps": int(reps), "connections": int(conns),
+    "server": server, "bytes": nbytes, "reps": int(reps),
+    "connections": int(conns),
     "cpus": int(ncpu), "loadavg_at_end": load,
     "note": "median wall time of the whole command (connect + read); sink drops bytes",
     "rows": rows,
 }
-json.dump(out, open("bench/results/nbd-client-rtt.json", "w"), indent=2)
-print("\nwrote bench/results/nbd-client-rtt.json (load average %s on %s CPUs)" % (load, ncpu))
+name = "bench/results/nbd-client-rtt-%s.json" % server
+json.dump(out, open(name, "w"), indent=2)
+print("\nserver: %s; wrote %s (load average %s on %s CPUs)" % (server, name, load, ncpu))
 PY

@@ -13,10 +13,13 @@
  * blocked on them).
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <r3map/nbd_client.h>
 
@@ -55,6 +58,25 @@ pick (struct nbd_cli_pool *p)
   return best;
 }
 
+/* A peer that vanished without a word (host down, link cut) leaves a TCP
+ * connection open for ever; keepalive probes notice within about a
+ * minute, and the reader then fails every request. */
+static void
+keepalive (struct nbd_conn *s)
+{
+  int fd = nbd_conn_fd (s);
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (fd < 0 || getsockname (fd, (struct sockaddr *) &ss, &sl) < 0
+      || (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+    return;
+  int on = 1, idle = 30, intvl = 10, cnt = 3;
+  setsockopt (fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  setsockopt (fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  setsockopt (fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  setsockopt (fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
+
 /* Connect and negotiate one connection. */
 static int
 open_conn (struct nbd_cli_pool *p, unsigned index, struct nbd_cli_conn **out,
@@ -81,7 +103,9 @@ open_conn (struct nbd_cli_pool *p, unsigned index, struct nbd_cli_conn **out,
     nbd_conn_close (s);
     return r;
   }
-  r = nbd_cli_conn_new (s, &ex, p->o.what, p->o.inflight, out, err);
+  keepalive (s);
+  r = nbd_cli_conn_new (s, &ex, p->o.what, p->o.inflight,
+                        p->o.request_timeout_ms, out, err);
   if (r < 0)
     return r;
   (*out)->pool = p;
