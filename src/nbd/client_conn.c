@@ -515,7 +515,9 @@ sender_main (void *arg)
   pthread_mutex_lock (&c->lock);
   for (;;) {
     while (!c->stopping && (c->sending || !sendable_locked (c))) {
-      if (!tmo || c->dead || c->used == 0) {
+      /* With a timeout, tick even when idle: requests sent by other
+       * threads do not wake this one. */
+      if (!tmo || c->dead) {
         pthread_cond_wait (&c->wake, &c->lock);
         continue;
       }
