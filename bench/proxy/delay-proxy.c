@@ -43,7 +43,8 @@
 #include <unistd.h>
 
 #define MARKS      65536            /* per direction */
-#define COALESCE   (50 * 1000)      /* ns: reads this close share a mark */
+#define COALESCE   (50 * 1000)      /* ns: reads this close share a mark
+                                       (bytes leave at most this early) */
 #define MAX_IO     (1 << 20)
 
 struct mark {

@@ -1,17 +1,19 @@
 /* proxy-check: does delay-proxy add the round-trip time it claims, and
  * does it keep bandwidth?
  *
- *   proxy-check PATH-TO-delay-proxy [DELAY_MS...]     (default 0 1 5 20)
+ *   proxy-check [--json FILE] PATH-TO-delay-proxy [DELAY_MS...]
+ *                                                  (default 0 1 5 20)
  *
  * Starts a small peer (ping echo and bulk download over TCP on 127.0.0.1)
  * and, for each one-way delay, a delay-proxy in front of it.  Measures the
  * median ping-pong round trip of 1 byte (200 rounds) and the throughput
  * of a 2 GiB download, directly and through the proxy.  Prints a markdown
- * table; exits 1 if a proxied RTT is below 2 x delay (the proxy would be
+ * table (and the same as JSON to FILE); exits 1 if a proxied RTT is below 2 x delay (the proxy would be
  * lying) or above 2 x delay + 2 ms, or if throughput through the proxy at
  * delay 0 is below half the direct figure.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -208,9 +210,21 @@ start_proxy (const char *exe, int target, double delay_ms, pid_t *pid)
 int
 main (int argc, char **argv)
 {
+  const char *json = NULL;
+  if (argc > 2 && strcmp (argv[1], "--json") == 0) {
+    json = argv[2];
+    argv += 2;
+    argc -= 2;
+  }
   if (argc < 2) {
-    fprintf (stderr, "usage: proxy-check PATH-TO-delay-proxy [DELAY_MS...]\n");
+    fprintf (stderr, "usage: proxy-check [--json FILE] PATH-TO-delay-proxy "
+             "[DELAY_MS...]\n");
     return 2;
+  }
+  FILE *jf = json ? fopen (json, "w") : NULL;
+  if (json && !jf) {
+    perror (json);
+    return 1;
   }
   signal (SIGPIPE, SIG_IGN);
   static double defaults[] = { 0, 1, 5, 20 };
@@ -237,6 +251,11 @@ main (int argc, char **argv)
           "2 GiB download | direct download | proxy CPU per GiB |\n"
           "|---:|---:|---:|---:|---:|---:|---:|\n");
   int bad = 0;
+  if (jf)
+    fprintf (jf, "{\n  \"benchmark\": \"delay-proxy-check\",\n"
+             "  \"bulk_bytes\": %" PRIu64 ", \"pings\": %d,\n"
+             "  \"direct_rtt_ms\": %.4f, \"direct_download_GBps\": %.3f,\n"
+             "  \"rows\": [", BULK, PINGS, direct_rtt, direct_bw);
   for (int i = 0; i < nd; i++) {
     pid_t pid;
     int port = start_proxy (argv[1], peer, delays[i], &pid);
@@ -251,6 +270,11 @@ main (int argc, char **argv)
     double cpu = (double) ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6
                  + (double) ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
     double want = 2 * delays[i];
+    if (jf)
+      fprintf (jf, "%s\n    {\"one_way_ms\": %g, \"expected_rtt_ms\": %g, "
+               "\"rtt_ms\": %.4f, \"download_GBps\": %.3f, "
+               "\"proxy_cpu_s_per_GiB\": %.3f}", i ? "," : "", delays[i],
+               want, rtt, bw, cpu / ((double) BULK / (1 << 30)));
     printf ("| %g ms | %g ms | %.3f ms | %.3f ms | %.2f GB/s | %.2f GB/s | "
             "%.2f s |\n", delays[i], want, rtt, direct_rtt, bw, direct_bw,
             cpu / ((double) BULK / (1 << 30)));
@@ -263,6 +287,13 @@ main (int argc, char **argv)
       fprintf (stderr, "proxy-check: the proxy caps throughput at 0 ms\n");
       bad = 1;
     }
+  }
+  if (jf) {
+    double load[3] = { 0 };
+    getloadavg (load, 3);
+    fprintf (jf, "\n  ],\n  \"loadavg\": [%.2f, %.2f, %.2f]\n}\n", load[0],
+             load[1], load[2]);
+    fclose (jf);
   }
   return bad;
 }
