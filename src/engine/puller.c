@@ -366,7 +366,8 @@ eng_puller_requeue (struct r3m_region *r, const uint64_t *chunks, size_t n)
   if (p->nthreads == 0)
     return;
   pthread_mutex_lock (&p->mu);
-  for (size_t i = 0; i < n; i++)
+  /* A stopped puller consumes nothing: do not let the queue grow. */
+  for (size_t i = 0; i < n && !p->stop && p->error == 0; i++)
     queue_push_locked (p, chunks[i]);
   pthread_cond_broadcast (&p->cv);
   pthread_mutex_unlock (&p->mu);
