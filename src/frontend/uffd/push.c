@@ -7,6 +7,7 @@
  * marks the chunk dirty again, so the next flush pushes it; a write before
  * it is in what this push reads. */
 #include <errno.h>
+#include <sched.h>
 
 #include "frontend/uffd/internal.h"
 #include "util/error.h"
@@ -26,6 +27,31 @@ static void
 written (uint64_t off, uint64_t len, void *user)
 {
   uffd_mark_dirty (user, off, len);
+}
+
+/* ASYNC: scan what is still ours (not given up to the application) for
+ * pages written since the last scan, re-protecting them. */
+static int
+collect_written (struct r3m_uffd *u, struct r3m_error *err)
+{
+  uint64_t c = 0;
+  while (c < u->nchunks) {
+    while (c < u->nchunks && atomic_load (&u->state[c]) == CH_GONE)
+      c++;
+    uint64_t start = c;
+    while (c < u->nchunks && atomic_load (&u->state[c]) != CH_GONE)
+      c++;
+    if (c == start)
+      break;
+    uint64_t off = uffd_chunk_off (u, start);
+    uint64_t end = c == u->nchunks ? u->map.len : uffd_chunk_off (u, c);
+    int r = uffd_map_take_written (&u->map, off, end - off, written, u);
+    if (r < 0 && r != -ENOENT) {
+      uffd_record_error (u, -r, "PAGEMAP_SCAN");
+      return util_errno (err, -r, "userfaultfd: PAGEMAP_SCAN");
+    }
+  }
+  return 0;
 }
 
 /* Take chunk c's dirty mark and make later writes visible; false if the
@@ -74,20 +100,18 @@ uffd_push (struct r3m_uffd *u, struct r3m_error *err)
 {
   int first = 0;
   pthread_mutex_lock (&u->push_lock);
-  if (u->map.track == UFFD_TRACK_ASYNC) {
-    int r = uffd_map_take_written (&u->map, 0, u->map.len, written, u);
-    if (r < 0 && r != -ENOENT) {
-      uffd_record_error (u, -r, "PAGEMAP_SCAN");
-      first = util_errno (err, -r, "userfaultfd: PAGEMAP_SCAN");
-    }
-  }
+  if (u->map.track == UFFD_TRACK_ASYNC)
+    first = collect_written (u, err);
   for (uint64_t c = 0; c < u->nchunks; c++) {
     if (!atomic_load (&u->dirty[c]))
       continue;
-    /* A chunk not (or no longer) local cannot be read: a discard raced
-     * with its install and it stays dirty until it is local; a failed or
-     * gone one has nothing to push. */
-    if (atomic_load (&u->state[c]) != CH_LOCAL)
+    /* A write to a chunk being installed completes once its pages are in,
+     * before the worker marks it LOCAL: wait for that.  A failed or gone
+     * chunk has nothing to push. */
+    uint8_t st;
+    while ((st = atomic_load (&u->state[c])) == CH_INSTALLING)
+      sched_yield ();         /* its pages are in; only the state lags */
+    if (st != CH_LOCAL)
       continue;
     int r = push_chunk (u, c);
     if (r < 0 && first == 0)

@@ -19,6 +19,7 @@ struct faulty {
   pthread_cond_t cond;
   uint64_t fail_lo, fail_hi;
   int fail_code;
+  int fail_write_code;
   uint64_t stall_lo, stall_hi;
   bool stall;
   unsigned stalled;
@@ -62,6 +63,11 @@ f_pwrite (void *self, const void *buf, size_t len, uint64_t off,
           unsigned flags)
 {
   struct faulty *f = self;
+  pthread_mutex_lock (&f->lock);
+  int code = f->fail_write_code;
+  pthread_mutex_unlock (&f->lock);
+  if (code)
+    return -code;
   atomic_fetch_add (&f->writes, 1);
   for (uint64_t p = off >> 12; p <= (off + len - 1) >> 12 && p < f->pages;
        p++)
@@ -127,6 +133,14 @@ faulty_fail_reads (struct faulty *f, uint64_t lo, uint64_t hi, int code)
   f->fail_lo = lo;
   f->fail_hi = hi;
   f->fail_code = code;
+  pthread_mutex_unlock (&f->lock);
+}
+
+void
+faulty_fail_writes (struct faulty *f, int code)
+{
+  pthread_mutex_lock (&f->lock);
+  f->fail_write_code = code;
   pthread_mutex_unlock (&f->lock);
 }
 

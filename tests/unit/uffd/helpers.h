@@ -20,6 +20,8 @@ struct faulty;
 struct r3m_backend *faulty_new (struct r3m_backend *inner, struct faulty **f);
 /* Reads overlapping [lo, hi) fail with -code (0: stop failing). */
 void faulty_fail_reads (struct faulty *f, uint64_t lo, uint64_t hi, int code);
+/* Writes fail with -code (0: stop failing). */
+void faulty_fail_writes (struct faulty *f, int code);
 /* Reads overlapping [lo, hi) block until faulty_release. */
 void faulty_stall_reads (struct faulty *f, uint64_t lo, uint64_t hi);
 void faulty_release (struct faulty *f);
