@@ -165,7 +165,7 @@ int
 uffd_map_poison (struct uffd_map *m, uint64_t off, size_t len,
                  unsigned flags)
 {
-  if (!(m->features & UFFD_FEATURE_POISON) || m->poison_by_mprotect)
+  if (!(m->features & UFFD_FEATURE_POISON) || atomic_load (&m->poison_by_mprotect))
     return poison_by_mprotect (m, off, len, flags);
   return fill (m, FILL_POISON, off, NULL, len, false, flags);
 }

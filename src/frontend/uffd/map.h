@@ -40,7 +40,7 @@ struct uffd_map {
   uint64_t features;         /* negotiated UFFD_FEATURE_* */
   enum uffd_track track;
   bool user_mode_only;       /* kernel-mode faults are not served */
-  bool poison_by_mprotect;   /* fail chunks with PROT_NONE (SIGSEGV) even
+  _Atomic bool poison_by_mprotect; /* fail chunks with PROT_NONE (SIGSEGV) even
                                 where UFFDIO_POISON exists (tests) */
   /* Held by the fault thread while it reads and applies events, and by a
    * filler that must learn whether `base` moved.  Nothing else is taken

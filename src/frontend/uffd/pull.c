@@ -119,15 +119,16 @@ uffd_pull_fail (struct r3m_uffd *u, uint64_t c, int code, const char *why)
   uint8_t s = atomic_load (&u->state[c]);
   while (s == CH_REMOTE || s == CH_FETCHING) {
     if (atomic_compare_exchange_weak (&u->state[c], &s, CH_FAILED)) {
+      /* Report before poisoning: whoever the SIGBUS reaches may look. */
       uint64_t off = uffd_chunk_off (u, c);
-      int r = uffd_map_poison (&u->map, off, uffd_chunk_maplen (u, c), 0);
-      if (r < 0 && r != -ENOENT)
-        uffd_record_error (u, -r, "chunk %llu: cannot poison",
-                           (unsigned long long) c);
       atomic_fetch_add (&u->chunks_failed, 1);
       uffd_record_error (u, code, "chunk %llu at offset %llu: %s",
                          (unsigned long long) c, (unsigned long long) off,
                          why);
+      int r = uffd_map_poison (&u->map, off, uffd_chunk_maplen (u, c), 0);
+      if (r < 0 && r != -ENOENT)
+        uffd_record_error (u, -r, "chunk %llu: cannot poison",
+                           (unsigned long long) c);
       return true;
     }
   }

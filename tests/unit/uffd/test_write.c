@@ -160,7 +160,7 @@ static void test_discard_sync (void **s) { discard (R3M_UFFD_TRACK_SYNC); }
 
 struct writer {
   unsigned char *p;
-  volatile bool *stop;
+  _Atomic bool *stop;
   uint64_t off;
   unsigned char last;
   _Atomic uint64_t rounds;
@@ -170,7 +170,7 @@ static void *
 keep_writing (void *arg)
 {
   struct writer *w = arg;
-  while (!*w->stop) {
+  while (!atomic_load (w->stop)) {
     w->p[w->off] = ++w->last;
     atomic_fetch_add (&w->rounds, 1);
   }
@@ -185,7 +185,7 @@ racing_write (enum r3m_uffd_track t)
   struct r3m_backend *b = pattern_backend (MiB);
   struct r3m_uffd *u = map_track (b, t, true);
   assert_int_equal (r3m_uffd_wait_pulled (u, 10000), 0);
-  volatile bool stop = false;
+  _Atomic bool stop = false;
   struct writer w = { r3m_uffd_addr (u), &stop, CHUNK * 2 + 17, 0, 0 };
   pthread_t th;
   pthread_create (&th, NULL, keep_writing, &w);
@@ -193,7 +193,7 @@ racing_write (enum r3m_uffd_track t)
     sched_yield ();
   for (int i = 0; i < 200; i++)
     assert_int_equal (r3m_uffd_flush (u, NULL), 0);
-  stop = true;
+  atomic_store (&stop, true);
   pthread_join (th, NULL);
   assert_int_equal (r3m_uffd_flush (u, NULL), 0);
   assert_int_equal (((unsigned char *) r3m_uffd_addr (u))[w.off], w.last);
