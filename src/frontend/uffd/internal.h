@@ -17,10 +17,11 @@
  *   FETCHING --background failure--> REMOTE (unless a fault wants it)
  *   FETCHING/REMOTE --demand failure, timeout, unmap--> FAILED (poisoned)
  *   any --the application unmapped or moved it away--> GONE
- * Only the thread that moved a chunk to FETCHING moves it on to INSTALLING;
- * FAILED is reached from FETCHING only by compare-and-swap, so a late fetch
- * never installs over a poisoned chunk, nor a timeout poisons an installed
- * one.  wanted[c] says a fault waits for c: a failed background fetch of a
+ * Only the thread that moved a chunk to FETCHING moves it on to INSTALLING
+ * and out of it, by compare-and-swap; FAILED is reached from FETCHING only
+ * by compare-and-swap, so a late fetch never installs over a poisoned
+ * chunk, nor a timeout poisons an installed one.  GONE (set by the fault
+ * thread) replaces any state and is never replaced.  wanted[c] says a fault waits for c: a failed background fetch of a
  * wanted chunk is retried as a demand fetch (the fault thread sets wanted
  * before reading state; the worker sets REMOTE before reading wanted; so
  * one of them always sees the other).

@@ -151,16 +151,20 @@ fetch (struct r3m_uffd *u, struct job j, unsigned char *buf)
         break;                /* failed meanwhile (timeout, unmap) */
       atomic_fetch_add (&u->bytes_fetched, uffd_chunk_datalen (u, c));
       r = install (u, c, buf);
+      /* The install woke the faulting threads; one of them may already
+       * have unmapped the chunk (GONE) before we get here: keep that. */
+      s = CH_INSTALLING;
       if (r == -ENOENT) {
-        atomic_store (&u->state[c], CH_GONE);
+        atomic_compare_exchange_strong (&u->state[c], &s, CH_GONE);
         break;
       }
       if (r == 0) {
-        atomic_store (&u->state[c], CH_LOCAL);
-        atomic_fetch_add (&u->chunks_local, 1);
+        if (atomic_compare_exchange_strong (&u->state[c], &s, CH_LOCAL))
+          atomic_fetch_add (&u->chunks_local, 1);
         break;
       }
-      atomic_store (&u->state[c], CH_FETCHING);
+      if (!atomic_compare_exchange_strong (&u->state[c], &s, CH_FETCHING))
+        break;
       uffd_record_error (u, -r, "chunk %llu: install", (unsigned long long) c);
     }
     else

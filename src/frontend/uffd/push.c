@@ -100,6 +100,12 @@ uffd_push (struct r3m_uffd *u, struct r3m_error *err)
 {
   int first = 0;
   pthread_mutex_lock (&u->push_lock);
+  /* An munmap or mremap of part of the region that returned before this
+   * call has had its event read, but perhaps not applied: the fault
+   * thread holds map.lock until it has.  Wait for that, so no push
+   * touches a range the application gave up. */
+  pthread_mutex_lock (&u->map.lock);
+  pthread_mutex_unlock (&u->map.lock);
   if (u->map.track == UFFD_TRACK_ASYNC)
     first = collect_written (u, err);
   for (uint64_t c = 0; c < u->nchunks; c++) {
