@@ -145,7 +145,7 @@ uffd_once (struct r3m_backend *b, const struct opts *o, const uint64_t *order,
 {
   struct r3m_uffd_options uo;
   r3m_uffd_options_init (&uo);
-  uo.chunk_size = o->chunk;
+  uo.region.chunk_size = o->chunk;
   uo.track = R3M_UFFD_TRACK_NONE;      /* reads only: no write tracking */
   struct r3m_uffd *u;
   struct r3m_error err;
@@ -230,9 +230,8 @@ latency (struct r3m_backend *b, const char *name, const struct opts *o)
 {
   struct r3m_uffd_options uo;
   r3m_uffd_options_init (&uo);
-  uo.chunk_size = o->chunk;
-  uo.background_pull = false;
-  uo.readahead = 0;
+  uo.region.chunk_size = o->chunk;
+  uo.region.pull_workers = 0;
   uo.track = R3M_UFFD_TRACK_NONE;
   struct r3m_uffd *u;
   struct r3m_error err;

@@ -7,13 +7,14 @@
  *   - The first access to a chunk that is not here yet blocks while that
  *     chunk is fetched and installed (a whole chunk per fault).  Chunks the
  *     backend returns as zeros are mapped to the shared zero page.
- *   - Meanwhile background workers install the untouched chunks, those after
- *     a faulting chunk first, then in the order of a priority callback, so
- *     that most first touches find their page already there.
+ *   - Meanwhile the region's puller installs the untouched chunks in the
+ *     order of a priority callback, so that most first touches find their
+ *     page already there.
  *   - Writes are tracked (userfaultfd write-protect; with Linux 6.7+ the
  *     asynchronous kind, read back with PAGEMAP_SCAN, so a write costs no
- *     round trip to a handler thread).  r3m_uffd_flush pushes every chunk
- *     written since the last push to the backend and flushes it.
+ *     round trip to a handler thread) and reported to the region, whose
+ *     pusher writes them back in the background; r3m_uffd_flush pushes
+ *     every chunk written before it and flushes the backend.
  *   - A chunk that cannot be fetched (after retries, or within the fetch
  *     timeout) is poisoned: the access that wanted it, and every later one,
  *     gets SIGBUS, and the error is in the status.  Nothing waits for ever.
@@ -25,7 +26,8 @@
  * writes there are lost).  MADV_DONTNEED on a local chunk makes its pages
  * read as zeros, and those zeros are pushed like any write.
  *
- * Threads: one fault thread and `pull_workers` fetch threads per mapping.
+ * Threads: one fault thread, `demand_workers` fetch threads and one
+ * marker thread per mapping, plus the region's puller and pusher.
  * Any number of application threads may use the memory at once.  flush,
  * status and wait_pulled may be called from any thread, concurrently;
  * unmap once, when no other call on the handle is running.
@@ -57,31 +59,35 @@ enum r3m_uffd_track {
 };
 
 struct r3m_uffd_options {
-  uint32_t chunk_size;       /* fetch/track unit: power of two, at least a
-                                page; default 64 KiB */
-  unsigned pull_workers;     /* fetch threads (demand and background);
+  /* The region under the mapping: chunk size (the fetch and tracking unit;
+   * at least a page here), background pull (workers, window, priority),
+   * push interval, fetch retries.  r3m_uffd_options_init fills in the
+   * region's defaults; before_push is the frontend's and is overridden. */
+  struct r3m_region_options region;
+  unsigned demand_workers;   /* threads fetching chunks faults wait for;
                                 at least 1; default 2 */
-  bool background_pull;      /* fetch untouched chunks ahead of use;
-                                default true */
-  r3m_priority_fn priority;  /* background order; NULL = ascending */
-  void *priority_user;
-  unsigned readahead;        /* chunks after a faulting one that are
-                                fetched next; default 16 */
-  unsigned fetch_retries;    /* extra attempts for a failed fetch;
-                                default 2 */
   uint32_t fetch_timeout_ms; /* longest a faulting access waits before it
                                 gets SIGBUS; 0 = no limit; default 30000 */
+  uint32_t scan_interval_ms; /* asynchronous tracking: how often written
+                                pages are reported to the region;
+                                default 1000 */
   enum r3m_uffd_track track;
 };
 
 /* Fill in the defaults. */
 void r3m_uffd_options_init (struct r3m_uffd_options *opts);
 
-/* Map the whole of `remote` (borrowed: it must outlive the mapping) and
- * start its threads.  opts NULL = defaults.  0 or -errno. */
+/* Map the whole of `remote` (borrowed: it must outlive the mapping): open
+ * a region over it whose cache is the mapping, and start the threads.
+ * opts NULL = defaults.  0 or -errno. */
 int r3m_uffd_map (struct r3m_backend *remote,
                   const struct r3m_uffd_options *opts, struct r3m_uffd **out,
                   struct r3m_error *err);
+
+/* The region under the mapping, for what the region offers beyond the
+ * mapping: status, dirty tracking rounds, invalidation, serving it with
+ * r3m_region_as_backend.  Valid until r3m_uffd_unmap; do not close it. */
+struct r3m_region *r3m_uffd_region (struct r3m_uffd *u);
 
 /* Start of the mapping (it changes only if the application moves it with
  * mremap), and its size in bytes (the backend's size; the mapping itself
@@ -98,24 +104,15 @@ int r3m_uffd_flush (struct r3m_uffd *u, struct r3m_error *err);
 int r3m_uffd_wait_pulled (struct r3m_uffd *u, int timeout_ms);
 
 struct r3m_uffd_status {
-  uint64_t size;
-  uint32_t chunk_size;
-  uint64_t chunks;
-  uint64_t chunks_local;     /* installed (fetched or zero) */
-  uint64_t chunks_dirty;     /* written, not yet pushed (as last seen) */
-  uint64_t chunks_failed;    /* poisoned: accesses get SIGBUS */
+  struct r3m_region_status region; /* chunks local/dirty, fetches, pushes,
+                                      the region's errors */
   uint64_t faults;           /* missing-page faults served */
   uint64_t wp_faults;        /* write-protect faults (synchronous mode) */
-  uint64_t fetches_demand;   /* chunk fetches a fault waited for */
-  uint64_t fetches_background;
-  uint64_t bytes_fetched;
-  uint64_t pushes;
-  uint64_t bytes_pushed;
-  uint64_t errors;
+  uint64_t chunks_failed;    /* poisoned: accesses got or get SIGBUS */
+  uint64_t errors;           /* the frontend's own failures */
   enum r3m_uffd_track track; /* what the kernel granted: SYNC or NONE, or
                                 AUTO meaning asynchronous */
-  bool pull_done;
-  int last_error;            /* positive errno of the latest failure */
+  int last_error;            /* the frontend's latest failure (errno) */
   char last_error_msg[R3M_ERROR_MSG_MAX];
 };
 

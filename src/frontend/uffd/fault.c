@@ -4,16 +4,15 @@
  * when some fault waits on a fetch that has a deadline.  Each wake-up reads
  * every queued message at once.  Events (remove, unmap, remap) are applied
  * under map.lock as they are read; page faults are then served without
- * waiting on any I/O:
+ * waiting on any I/O or on the region:
  *
- *   chunk REMOTE/FETCHING   mark it wanted, claim and queue it for a
- *                           worker if nobody fetches it; the worker's
- *                           UFFDIO_COPY wakes the faulting thread
- *   chunk INSTALLING        nothing: the install in progress wakes it
- *   chunk LOCAL             the page was discarded (MADV_DONTNEED): zeros
+ *   chunk MISSING           queue it for a demand worker (once); the store
+ *                           of the fetched chunk wakes the faulting thread
+ *   chunk INSTALLED         the page was discarded (MADV_DONTNEED): zeros
  *   chunk FAILED/GONE, or   poison the page: the access gets SIGBUS
  *   outside the region
- *   write-protect fault     mark the chunk dirty, unprotect the chunk
+ *   write-protect fault     queue the chunk for the marker, which reports
+ *                           the write and then unprotects the chunk
  *
  * A fill that meets a pending event (EAGAIN) reads the event first and
  * tries again, since only this thread can read it. */
@@ -85,7 +84,8 @@ give_up_range (struct r3m_uffd *u, uint64_t start, uint64_t end)
     u->ngone++;
   }
   for (uint64_t c = a; c <= b; c++)
-    atomic_store (&u->state[c], CH_GONE);
+    if (atomic_exchange (&u->state[c], CH_GONE) != CH_GONE)
+      uffd_mark_queue (u, c, MARK_GONE);
 }
 
 /* Apply one non-fault event.  map.lock is held. */
@@ -96,15 +96,15 @@ apply_event (struct r3m_uffd *u, const struct uffd_msg *m)
   uint64_t a, b;
   switch (m->event) {
   case UFFD_EVENT_REMOVE:
-    /* Discarded pages read as zeros from now on: a write of zeros. */
+    /* Discarded pages read as zeros from now on: a write of zeros, unless
+     * the discard is the region trimming the chunk. */
     if (m->arg.remove.start >= base
         && chunk_span (u, m->arg.remove.start - base,
                        m->arg.remove.end - base, &a, &b))
-      for (uint64_t c = a; c <= b; c++) {
-        uint8_t s = atomic_load (&u->state[c]);
-        if (s == CH_LOCAL || s == CH_INSTALLING)
-          atomic_store (&u->dirty[c], 1);
-      }
+      for (uint64_t c = a; c <= b; c++)
+        if (!atomic_load (&u->trimming[c])
+            && uffd_has_pages (u, c))
+          uffd_mark_queue (u, c, MARK_DIRTY);
     break;
   case UFFD_EVENT_UNMAP:
     if (m->arg.remove.start < base + u->map.len && m->arg.remove.end > base) {
@@ -177,7 +177,8 @@ zero_page (struct fault_ctx *fx, uint64_t off)
 {
   struct uffd_map *m = &fx->u->map;
   if (m->track == UFFD_TRACK_SYNC)
-    return uffd_map_copy (m, off, fx->zeros, m->page, true, UFFD_OP_NOWAIT);
+    return uffd_map_copy (m, off, fx->zeros, m->page, true, UFFD_OP_NOWAIT,
+                          NULL);
   return uffd_map_zero (m, off, m->page, UFFD_OP_NOWAIT);
 }
 
@@ -185,19 +186,6 @@ static int
 poison_page (struct fault_ctx *fx, uint64_t off)
 {
   return uffd_map_poison (&fx->u->map, off, fx->u->map.page, UFFD_OP_NOWAIT);
-}
-
-static int
-write_fault (struct r3m_uffd *u, uint64_t c)
-{
-  pthread_mutex_t *l = &u->wp_lock[c % UFFD_WP_LOCKS];
-  atomic_fetch_add (&u->wp_faults, 1);
-  pthread_mutex_lock (l);
-  atomic_store (&u->dirty[c], 1);
-  int r = uffd_map_protect (&u->map, uffd_chunk_off (u, c),
-                            uffd_chunk_maplen (u, c), false);
-  pthread_mutex_unlock (l);
-  return r;
 }
 
 /* Serve one page fault; 0, or -EAGAIN to retry after reading events. */
@@ -216,38 +204,30 @@ serve (struct fault_ctx *fx, const struct uffd_msg *msg)
     return poison_page (fx, off);
   }
   uint64_t c = off >> u->chunk_shift;
-  if (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
-    return write_fault (u, c);
-
-  atomic_fetch_add (&u->faults, 1);
-  for (;;) {
-    uint8_t s = atomic_load (&u->state[c]);
-    switch (s) {
-    case CH_LOCAL:
-      return zero_page (fx, off);
-    case CH_INSTALLING:
-      return 0;
-    case CH_FAILED:
-    case CH_GONE:
-      return poison_page (fx, off);
-    default:
-      break;
-    }
-    if (atomic_load (&u->closing)) {
-      uffd_pull_fail (u, c, ECANCELED, "unmapping while a fault waited");
-      continue;
-    }
-    if (atomic_exchange (&u->wanted[c], 1) == 0)
-      add_pending (fx, c);
-    s = CH_REMOTE;
-    if (atomic_compare_exchange_strong (&u->state[c], &s, CH_FETCHING)) {
-      uffd_pull_demand (u, c);
-      return 0;
-    }
-    if (s == CH_FETCHING)
-      return 0;
-    /* It changed under us: look again. */
+  if (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+    atomic_fetch_add (&u->wp_faults, 1);
+    uffd_mark_queue (u, c, MARK_WP);
+    return 0;
   }
+  atomic_fetch_add (&u->faults, 1);
+  switch (atomic_load (&u->state[c])) {
+  case CH_INSTALLED:
+    return zero_page (fx, off);
+  case CH_FAILED:
+  case CH_GONE:
+    return poison_page (fx, off);
+  default:
+    break;
+  }
+  if (atomic_load (&u->closing)) {
+    uffd_fail_chunk (u, c, ECANCELED, "unmapping while a fault waited");
+    return 0;
+  }
+  if (atomic_exchange (&u->wanted[c], 1) == 0) {
+    add_pending (fx, c);
+    uffd_demand_queue (u, c);
+  }
+  return 0;
 }
 
 static void
@@ -276,12 +256,11 @@ expire (struct fault_ctx *fx)
   size_t k = 0;
   for (size_t i = 0; i < fx->npend; i++) {
     struct pending p = fx->pend[i];
-    uint8_t s = atomic_load (&u->state[p.chunk]);
-    if (s != CH_REMOTE && s != CH_FETCHING)
+    if (atomic_load (&u->state[p.chunk]) != CH_MISSING)
       continue;
     if (now >= p.deadline_ns) {
-      uffd_pull_fail (u, p.chunk, ETIMEDOUT,
-                      "fetch timed out; accesses get SIGBUS");
+      uffd_fail_chunk (u, p.chunk, ETIMEDOUT,
+                       "fetch timed out; accesses get SIGBUS");
       continue;
     }
     if (p.deadline_ns < next)

@@ -90,7 +90,7 @@ fill_once (struct uffd_map *m, enum fill_op op, uintptr_t dst,
 
 static int
 fill (struct uffd_map *m, enum fill_op op, uint64_t off, const char *src,
-      size_t len, bool wp, unsigned flags)
+      size_t len, bool wp, unsigned flags, size_t *skipped)
 {
   while (len > 0) {
     uintptr_t base = atomic_load (&m->base);
@@ -110,6 +110,8 @@ fill (struct uffd_map *m, enum fill_op op, uint64_t off, const char *src,
     }
     switch (r) {
     case EEXIST:              /* this page is present: skip it */
+      if (skipped)
+        ++*skipped;
       if (!(flags & UFFD_OP_DONTWAKE))
         uffd_map_wake (m, off, m->page);
       off += m->page;
@@ -136,15 +138,15 @@ fill (struct uffd_map *m, enum fill_op op, uint64_t off, const char *src,
 
 int
 uffd_map_copy (struct uffd_map *m, uint64_t off, const void *src, size_t len,
-               bool wp, unsigned flags)
+               bool wp, unsigned flags, size_t *skipped)
 {
-  return fill (m, FILL_COPY, off, src, len, wp, flags);
+  return fill (m, FILL_COPY, off, src, len, wp, flags, skipped);
 }
 
 int
 uffd_map_zero (struct uffd_map *m, uint64_t off, size_t len, unsigned flags)
 {
-  return fill (m, FILL_ZERO, off, NULL, len, false, flags);
+  return fill (m, FILL_ZERO, off, NULL, len, false, flags, NULL);
 }
 
 /* Without UFFDIO_POISON (Linux < 6.6) the range is made inaccessible
@@ -167,7 +169,7 @@ uffd_map_poison (struct uffd_map *m, uint64_t off, size_t len,
 {
   if (!(m->features & UFFD_FEATURE_POISON) || atomic_load (&m->poison_by_mprotect))
     return poison_by_mprotect (m, off, len, flags);
-  return fill (m, FILL_POISON, off, NULL, len, false, flags);
+  return fill (m, FILL_POISON, off, NULL, len, false, flags, NULL);
 }
 
 int

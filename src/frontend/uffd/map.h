@@ -65,11 +65,12 @@ void uffd_map_unmap (struct uffd_map *m, const uint64_t *keep, size_t nkeep);
 void uffd_map_close (struct uffd_map *m);
 
 /* Install len bytes from src at off (page aligned, page multiple).  Pages
- * already present are left alone.  wp: install them write-protected.
- * 0, -ENOENT (the range is no longer mapped), -EAGAIN (UFFD_OP_NOWAIT and
- * the address space is changing) or another -errno. */
+ * already present are left alone and counted in *skipped (if not NULL).
+ * wp: install them write-protected.  0, -ENOENT (the range is no longer
+ * mapped), -EAGAIN (UFFD_OP_NOWAIT and the address space is changing) or
+ * another -errno. */
 int uffd_map_copy (struct uffd_map *m, uint64_t off, const void *src,
-                   size_t len, bool wp, unsigned flags);
+                   size_t len, bool wp, unsigned flags, size_t *skipped);
 
 /* Map the zero page over the missing pages of [off, off+len). */
 int uffd_map_zero (struct uffd_map *m, uint64_t off, size_t len,

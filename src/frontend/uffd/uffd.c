@@ -14,12 +14,10 @@ void
 r3m_uffd_options_init (struct r3m_uffd_options *o)
 {
   memset (o, 0, sizeof *o);
-  o->chunk_size = 64 * 1024;
-  o->pull_workers = 2;
-  o->background_pull = true;
-  o->readahead = 16;
-  o->fetch_retries = 2;
+  r3m_region_options_init (&o->region);
+  o->demand_workers = 2;
   o->fetch_timeout_ms = 30000;
+  o->scan_interval_ms = 1000;
   o->track = R3M_UFFD_TRACK_AUTO;
 }
 
@@ -41,18 +39,102 @@ uffd_record_error (struct r3m_uffd *u, int code, const char *fmt, ...)
   pthread_mutex_unlock (&u->err_lock);
 }
 
+bool
+uffd_fail_chunk (struct r3m_uffd *u, uint64_t c, int code, const char *why)
+{
+  uint8_t s = CH_MISSING;
+  if (!atomic_compare_exchange_strong (&u->state[c], &s, CH_FAILED))
+    return false;
+  /* Report before poisoning: whoever the SIGBUS reaches may look. */
+  uint64_t off = uffd_chunk_off (u, c);
+  atomic_fetch_add (&u->chunks_failed, 1);
+  uffd_record_error (u, code, "chunk %llu at offset %llu: %s",
+                     (unsigned long long) c, (unsigned long long) off, why);
+  int r = uffd_map_poison (&u->map, off, uffd_chunk_maplen (u, c), 0);
+  if (r < 0 && r != -ENOENT)
+    uffd_record_error (u, -r, "chunk %llu: cannot poison",
+                       (unsigned long long) c);
+  return true;
+}
+
 static int
 check_options (const struct r3m_uffd_options *o, size_t page,
                struct r3m_error *err)
 {
-  if (o->chunk_size < page || (o->chunk_size & (o->chunk_size - 1)) != 0)
+  uint32_t cs = o->region.chunk_size;
+  if (cs < page || (cs & (cs - 1)) != 0)
     return util_err (err, EINVAL, "userfaultfd: chunk size %u is not a "
-                     "power of two of at least a page (%zu)",
-                     o->chunk_size, page);
-  if (o->pull_workers == 0)
-    return util_err (err, EINVAL, "userfaultfd: at least one fetch worker "
+                     "power of two of at least a page (%zu)", cs, page);
+  if (o->demand_workers == 0)
+    return util_err (err, EINVAL, "userfaultfd: at least one demand worker "
                      "is needed");
   return 0;
+}
+
+static void
+destroy (struct r3m_uffd *u)
+{
+  r3m_backend_close (u->cache);
+  free (u->state);
+  free (u->wanted);
+  free (u->trimming);
+  free (u->installing);
+  free (u->zeros);
+  free (u->q.demand);
+  free (u->q.marks);
+  free (u->demand_threads);
+  free (u->gone);
+  pthread_mutex_destroy (&u->q.lock);
+  pthread_cond_destroy (&u->q.demand_cv);
+  pthread_cond_destroy (&u->q.mark_cv);
+  pthread_cond_destroy (&u->q.marked_cv);
+  pthread_mutex_destroy (&u->scan_lock);
+  for (unsigned i = 0; i < UFFD_WP_LOCKS; i++)
+    pthread_mutex_destroy (&u->wp_lock[i]);
+  pthread_mutex_destroy (&u->err_lock);
+  free (u);
+}
+
+static struct r3m_uffd *
+alloc_handle (struct r3m_backend *remote, const struct r3m_uffd_options *o)
+{
+  struct r3m_uffd *u = calloc (1, sizeof *u);
+  if (!u)
+    return NULL;
+  u->remote = remote;
+  u->opts = *o;
+  u->size = r3m_backend_size (remote);
+  u->chunk = o->region.chunk_size;
+  u->chunk_shift = (unsigned) __builtin_ctz (u->chunk);
+  u->nchunks = (u->size + u->chunk - 1) >> u->chunk_shift;
+  u->stop_fd = -1;
+  u->map.fd = u->map.pagemap_fd = -1;
+  pthread_mutex_init (&u->q.lock, NULL);
+  pthread_cond_init (&u->q.demand_cv, NULL);
+  pthread_cond_init (&u->q.marked_cv, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init (&ca);
+  pthread_condattr_setclock (&ca, CLOCK_MONOTONIC);
+  pthread_cond_init (&u->q.mark_cv, &ca);
+  pthread_condattr_destroy (&ca);
+  pthread_mutex_init (&u->scan_lock, NULL);
+  for (unsigned i = 0; i < UFFD_WP_LOCKS; i++)
+    pthread_mutex_init (&u->wp_lock[i], NULL);
+  pthread_mutex_init (&u->err_lock, NULL);
+  u->state = calloc (u->nchunks, 1);
+  u->wanted = calloc (u->nchunks, 1);
+  u->trimming = calloc (u->nchunks, 1);
+  u->installing = calloc (u->nchunks, 1);
+  u->zeros = calloc (1, u->chunk);
+  u->q.demand = malloc (u->nchunks * sizeof *u->q.demand);
+  return u;
+}
+
+static enum uffd_track
+track_wanted (enum r3m_uffd_track t)
+{
+  return t == R3M_UFFD_TRACK_NONE ? UFFD_TRACK_NONE
+         : t == R3M_UFFD_TRACK_SYNC ? UFFD_TRACK_SYNC : UFFD_TRACK_ASYNC;
 }
 
 /* Unmap with the fault thread still reading (munmap waits for it to read
@@ -73,62 +155,42 @@ release_mapping (struct r3m_uffd *u)
   uffd_map_close (&u->map);
 }
 
-static void
-destroy (struct r3m_uffd *u)
+/* Stop our threads; then close the region (its final push reads the
+ * mapping, so the fault thread is still there to fill discarded pages). */
+static int
+shut_down (struct r3m_uffd *u, struct r3m_error *err)
 {
-  free (u->state);
-  free (u->wanted);
-  free (u->dirty);
-  free (u->demand);
-  free (u->order);
-  free (u->workers);
-  free (u->gone);
-  for (unsigned i = 0; i < UFFD_WP_LOCKS; i++)
-    pthread_mutex_destroy (&u->wp_lock[i]);
-  pthread_mutex_destroy (&u->lock);
-  pthread_cond_destroy (&u->work);
-  pthread_cond_destroy (&u->progress);
-  pthread_mutex_destroy (&u->push_lock);
-  pthread_mutex_destroy (&u->err_lock);
-  free (u);
+  uffd_demand_stop (u);
+  int r = 0;
+  if (u->region)
+    r = uffd_collect (u, err);
+  uffd_marker_stop (u);
+  if (u->region) {
+    int e = r3m_region_close (u->region, r < 0 ? NULL : err);
+    if (r == 0)
+      r = e;
+    u->region = NULL;
+  }
+  release_mapping (u);
+  return r;
 }
 
-static struct r3m_uffd *
-alloc_handle (struct r3m_backend *remote, const struct r3m_uffd_options *o)
+static int
+start (struct r3m_uffd *u, struct r3m_error *err)
 {
-  struct r3m_uffd *u = calloc (1, sizeof *u);
-  if (!u)
-    return NULL;
-  u->remote = remote;
-  u->opts = *o;
-  u->size = r3m_backend_size (remote);
-  u->chunk = o->chunk_size;
-  u->chunk_shift = (unsigned) __builtin_ctz (o->chunk_size);
-  u->nchunks = (u->size + u->chunk - 1) >> u->chunk_shift;
-  u->stop_fd = -1;
-  u->map.fd = u->map.pagemap_fd = -1;
-  for (unsigned i = 0; i < UFFD_WP_LOCKS; i++)
-    pthread_mutex_init (&u->wp_lock[i], NULL);
-  pthread_mutex_init (&u->lock, NULL);
-  pthread_cond_init (&u->work, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init (&ca);
-  pthread_condattr_setclock (&ca, CLOCK_MONOTONIC);
-  pthread_cond_init (&u->progress, &ca);
-  pthread_condattr_destroy (&ca);
-  pthread_mutex_init (&u->push_lock, NULL);
-  pthread_mutex_init (&u->err_lock, NULL);
-  u->state = calloc (u->nchunks, 1);
-  u->wanted = calloc (u->nchunks, 1);
-  u->dirty = calloc (u->nchunks, 1);
-  return u;
-}
-
-static enum uffd_track
-track_wanted (enum r3m_uffd_track t)
-{
-  return t == R3M_UFFD_TRACK_NONE ? UFFD_TRACK_NONE
-         : t == R3M_UFFD_TRACK_SYNC ? UFFD_TRACK_SYNC : UFFD_TRACK_ASYNC;
+  int r = uffd_cache_new (u, err);
+  if (r < 0)
+    return r;
+  if ((r = uffd_fault_start (u, err)) < 0)
+    return r;
+  struct r3m_region_options ro = u->opts.region;
+  ro.before_push = uffd_before_push;
+  ro.before_push_user = u;
+  if ((r = r3m_region_open (u->remote, u->cache, &ro, &u->region, err)) < 0)
+    return r;
+  if ((r = uffd_marker_start (u, err)) < 0)
+    return r;
+  return uffd_demand_start (u, err);
 }
 
 int
@@ -154,7 +216,9 @@ r3m_uffd_map (struct r3m_backend *remote,
                      "address space", r3m_backend_describe (remote));
 
   struct r3m_uffd *u = alloc_handle (remote, &o);
-  if (!u || !u->state || !u->wanted || !u->dirty) {
+  if (!u || !u->state || !u->wanted || !u->trimming || !u->installing
+      || !u->zeros
+      || !u->q.demand) {
     if (u)
       destroy (u);
     return util_errno (err, ENOMEM, "r3m_uffd_map");
@@ -165,10 +229,8 @@ r3m_uffd_map (struct r3m_backend *remote,
     destroy (u);              /* the mapping is already released */
     return r;
   }
-  if ((r = uffd_fault_start (u, err)) < 0
-      || (r = uffd_pull_start (u, err)) < 0) {
-    uffd_pull_stop (u);
-    release_mapping (u);
+  if ((r = start (u, err)) < 0) {
+    shut_down (u, NULL);
     destroy (u);
     return r;
   }
@@ -188,41 +250,45 @@ r3m_uffd_size (const struct r3m_uffd *u)
   return u->size;
 }
 
+struct r3m_region *
+r3m_uffd_region (struct r3m_uffd *u)
+{
+  return u->region;
+}
+
 int
 r3m_uffd_flush (struct r3m_uffd *u, struct r3m_error *err)
 {
-  return uffd_push (u, err);
+  int r = uffd_collect (u, err);
+  if (r < 0)
+    return r;
+  r = r3m_region_flush (u->region);
+  if (r < 0) {
+    struct r3m_region_status st;
+    r3m_region_status (u->region, &st);
+    return util_err (err, -r, "userfaultfd: flush: %s", st.last_error_msg);
+  }
+  return 0;
 }
 
 int
 r3m_uffd_wait_pulled (struct r3m_uffd *u, int timeout_ms)
 {
-  return uffd_pull_wait (u, timeout_ms);
+  return r3m_region_wait_pulled (u->region, timeout_ms);
 }
 
 void
 r3m_uffd_status (struct r3m_uffd *u, struct r3m_uffd_status *st)
 {
   memset (st, 0, sizeof *st);
-  st->size = u->size;
-  st->chunk_size = u->chunk;
-  st->chunks = u->nchunks;
-  st->chunks_local = atomic_load (&u->chunks_local);
-  for (uint64_t c = 0; c < u->nchunks; c++)
-    st->chunks_dirty += atomic_load (&u->dirty[c]);
-  st->chunks_failed = atomic_load (&u->chunks_failed);
+  r3m_region_status (u->region, &st->region);
   st->faults = atomic_load (&u->faults);
   st->wp_faults = atomic_load (&u->wp_faults);
-  st->fetches_demand = atomic_load (&u->fetches_demand);
-  st->fetches_background = atomic_load (&u->fetches_background);
-  st->bytes_fetched = atomic_load (&u->bytes_fetched);
-  st->pushes = atomic_load (&u->pushes);
-  st->bytes_pushed = atomic_load (&u->bytes_pushed);
+  st->chunks_failed = atomic_load (&u->chunks_failed);
   st->errors = atomic_load (&u->errors);
   st->track = u->map.track == UFFD_TRACK_ASYNC ? R3M_UFFD_TRACK_AUTO
               : u->map.track == UFFD_TRACK_SYNC ? R3M_UFFD_TRACK_SYNC
               : R3M_UFFD_TRACK_NONE;
-  st->pull_done = st->chunks_local >= u->nchunks;
   pthread_mutex_lock (&u->err_lock);
   st->last_error = u->last_error;
   memcpy (st->last_error_msg, u->last_error_msg, sizeof st->last_error_msg);
@@ -240,12 +306,8 @@ r3m_uffd_unmap (struct r3m_uffd *u, struct r3m_error *err)
   atomic_store (&u->closing, true);
   for (uint64_t c = 0; c < u->nchunks; c++)
     if (atomic_load (&u->wanted[c]))
-      uffd_pull_fail (u, c, ECANCELED, "unmapped before it was fetched");
-  uffd_pull_stop (u);
-  /* The fault thread stays until the mapping is gone: discarded pages that
-   * the final push reads are filled with zeros by it. */
-  int r = uffd_push (u, err);
-  release_mapping (u);
+      uffd_fail_chunk (u, c, ECANCELED, "unmapped before it was fetched");
+  int r = shut_down (u, err);
   destroy (u);
   return r;
 }

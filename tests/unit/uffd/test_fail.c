@@ -23,8 +23,8 @@ map_opts (struct r3m_backend *b, bool background, uint32_t timeout_ms)
 {
   struct r3m_uffd_options o;
   r3m_uffd_options_init (&o);
-  o.background_pull = background;
-  o.readahead = 0;
+  if (!background)
+    o.region.pull_workers = 0;
   o.fetch_timeout_ms = timeout_ms;
   struct r3m_uffd *u;
   struct r3m_error err = { 0 };
@@ -47,6 +47,7 @@ test_failed_fetch_sigbus (void **state)
   assert_int_equal (catch_fault (touch_read, p + 5 * CHUNK + 123, &addr),
                     SIGBUS);
   assert_ptr_equal ((char *) addr, (char *) p + 5 * CHUNK + 123);
+  struct r3m_error err = { 0 };
   /* Three attempts: the default two retries. */
   assert_int_equal (faulty_reads_at (f, 5 * CHUNK), 3);
   struct r3m_uffd_status st;
@@ -60,7 +61,8 @@ test_failed_fetch_sigbus (void **state)
   /* Its neighbours are fine. */
   assert_int_equal (p[4 * CHUNK], pattern_byte (4 * CHUNK));
   assert_int_equal (p[6 * CHUNK], pattern_byte (6 * CHUNK));
-  assert_int_equal (r3m_uffd_unmap (u, NULL), 0);
+  if (r3m_uffd_unmap (u, &err) < 0)
+    fail_msg ("unmap: %s", err.msg);
   r3m_backend_close (b);
 }
 
@@ -77,7 +79,7 @@ test_transient_failure_retried (void **state)
   struct r3m_uffd_status st;
   r3m_uffd_status (u, &st);
   assert_int_equal (st.chunks_failed, 0);     /* nobody wanted them yet */
-  assert_true (st.errors > 0);
+  assert_true (st.region.errors > 0);
   /* ... but a fault after the store recovered is served. */
   faulty_fail_reads (f, 0, 0, 0);
   unsigned char *p = r3m_uffd_addr (u);
@@ -101,9 +103,20 @@ test_stalled_fetch_times_out (void **state)
   r3m_uffd_status (u, &st);
   assert_int_equal (st.last_error, ETIMEDOUT);
   assert_int_equal (st.chunks_failed, 1);
-  /* The late answer is not installed over the poisoned chunk. */
+  /* Until the late answer arrives, the chunk stays poisoned; once it does,
+   * it is installed over the poison and reads right. */
+  assert_int_equal (catch_fault (touch_read, p + 2 * CHUNK + 1, NULL), SIGBUS);
   faulty_release (f);
-  assert_int_equal (catch_fault (touch_read, p + 2 * CHUNK, NULL), SIGBUS);
+  int sig = SIGBUS;
+  for (int i = 0; i < 10000 && sig; i++) {
+    sig = catch_fault (touch_read, p + 2 * CHUNK, NULL);
+    if (sig) {
+      struct timespec ts = { 0, 1000000 };
+      nanosleep (&ts, NULL);
+    }
+  }
+  assert_int_equal (sig, 0);
+  assert_int_equal (p[2 * CHUNK + 7], pattern_byte (2 * CHUNK + 7));
   assert_int_equal (p[3 * CHUNK], pattern_byte (3 * CHUNK));
   assert_int_equal (r3m_uffd_unmap (u, NULL), 0);
   r3m_backend_close (b);
@@ -198,10 +211,10 @@ test_failed_push_retried (void **state)
   faulty_fail_writes (f, ENOSPC);
   struct r3m_error err = { 0 };
   assert_int_equal (r3m_uffd_flush (u, &err), -ENOSPC);
-  assert_non_null (strstr (err.msg, "chunk 9"));
+  assert_int_equal (err.code, ENOSPC);
   struct r3m_uffd_status st;
   r3m_uffd_status (u, &st);
-  assert_int_equal (st.chunks_dirty, 1);
+  assert_int_equal (st.region.chunks_dirty, 1);
   faulty_fail_writes (f, 0);
   assert_int_equal (r3m_uffd_flush (u, NULL), 0);
   unsigned char c;

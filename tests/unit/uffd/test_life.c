@@ -23,8 +23,7 @@ map_plain (struct r3m_backend *b)
 {
   struct r3m_uffd_options o;
   r3m_uffd_options_init (&o);
-  o.background_pull = false;
-  o.readahead = 0;
+  o.region.pull_workers = 0;
   struct r3m_uffd *u;
   struct r3m_error err = { 0 };
   if (r3m_uffd_map (b, &o, &u, &err) < 0)

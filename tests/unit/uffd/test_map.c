@@ -43,8 +43,7 @@ test_demand_only (void **state)
   struct r3m_backend *b = pattern_backend (8 * MiB);
   struct r3m_uffd_options o;
   r3m_uffd_options_init (&o);
-  o.background_pull = false;
-  o.readahead = 0;
+  o.region.pull_workers = 0;
   struct r3m_uffd *u = map (b, &o);
   const unsigned char *p = r3m_uffd_addr (u);
   /* Backwards, one byte per page, so no chunk is touched in order. */
@@ -53,10 +52,10 @@ test_demand_only (void **state)
   check_pattern (p, 0, 8 * MiB);
   struct r3m_uffd_status st;
   r3m_uffd_status (u, &st);
-  assert_int_equal (st.chunks_local, st.chunks);
-  assert_int_equal (st.fetches_background, 0);
-  assert_int_equal (st.fetches_demand, st.chunks);
-  assert_true (st.faults >= st.chunks);
+  assert_int_equal (st.region.chunks_local, st.region.chunks);
+  assert_int_equal (st.region.fetches_background, 0);
+  assert_int_equal (st.region.fetches_demand, st.region.chunks);
+  assert_true (st.faults >= st.region.chunks);
   assert_int_equal (st.errors, 0);
   assert_int_equal (r3m_uffd_unmap (u, NULL), 0);
   r3m_backend_close (b);
@@ -71,7 +70,7 @@ test_background_fills_all (void **state)
   assert_int_equal (r3m_uffd_wait_pulled (u, 20000), 0);
   struct r3m_uffd_status st;
   r3m_uffd_status (u, &st);
-  assert_true (st.pull_done);
+  assert_true (st.region.pull_done);
   assert_int_equal (st.faults, 0);
   check_pattern (r3m_uffd_addr (u), 0, 16 * MiB);
   r3m_uffd_status (u, &st);
@@ -99,13 +98,13 @@ test_priority_order (void **state)
   faulty_stall_reads (f, 0, 1);
   struct r3m_uffd_options o;
   r3m_uffd_options_init (&o);
-  o.pull_workers = 1;
-  o.priority = backwards;
+  o.region.pull_workers = 1;
+  o.region.priority = backwards;
   struct r3m_uffd *u = map (b, &o);
   assert_true (faulty_wait_stalled (f, 1, 10000));
   struct r3m_uffd_status st;
   r3m_uffd_status (u, &st);
-  assert_int_equal (st.chunks_local, st.chunks - 1);
+  assert_int_equal (st.region.chunks_local, st.region.chunks - 1);
   faulty_release (f);
   assert_int_equal (r3m_uffd_wait_pulled (u, 10000), 0);
   check_pattern (r3m_uffd_addr (u), 0, 4 * MiB);
@@ -158,7 +157,7 @@ test_kernel_access (void **state)
   struct r3m_backend *b = pattern_backend (2 * MiB);
   struct r3m_uffd_options o;
   r3m_uffd_options_init (&o);
-  o.background_pull = false;
+  o.region.pull_workers = 0;
   struct r3m_uffd *u = map (b, &o);
   unsigned char *p = r3m_uffd_addr (u);
   int fds[2];
@@ -204,7 +203,7 @@ test_many_threads (void **state)
   struct r3m_backend *b = pattern_backend (32 * MiB);
   struct r3m_uffd_options o;
   r3m_uffd_options_init (&o);
-  o.background_pull = false;
+  o.region.pull_workers = 0;
   struct r3m_uffd *u = map (b, &o);
   pthread_t t[N];
   struct reader r[N];
@@ -219,7 +218,7 @@ test_many_threads (void **state)
   struct r3m_uffd_status st;
   r3m_uffd_status (u, &st);
   assert_int_equal (st.errors, 0);
-  assert_true (st.fetches_demand <= st.chunks);   /* each fetched once */
+  assert_true (st.region.fetches_demand <= st.region.chunks);   /* each fetched once */
   assert_int_equal (r3m_uffd_unmap (u, NULL), 0);
   r3m_backend_close (b);
 }
@@ -232,13 +231,13 @@ test_bad_options (void **state)
   struct r3m_uffd *u;
   struct r3m_error err;
   r3m_uffd_options_init (&o);
-  o.chunk_size = 3 * 4096;
+  o.region.chunk_size = 3 * 4096;
   assert_int_equal (r3m_uffd_map (b, &o, &u, &err), -EINVAL);
   assert_non_null (strstr (err.msg, "chunk size"));
-  o.chunk_size = 1024;
+  o.region.chunk_size = 1024;
   assert_int_equal (r3m_uffd_map (b, &o, &u, &err), -EINVAL);
   r3m_uffd_options_init (&o);
-  o.pull_workers = 0;
+  o.demand_workers = 0;
   assert_int_equal (r3m_uffd_map (b, &o, &u, &err), -EINVAL);
   r3m_backend_close (b);
 }

@@ -93,7 +93,7 @@ run (enum r3m_uffd_track t, uint32_t chunk)
   struct r3m_uffd_options o;
   r3m_uffd_options_init (&o);
   o.track = t;
-  o.chunk_size = chunk;
+  o.region.chunk_size = chunk;
   struct ctx c = { 0 };
   struct r3m_error err = { 0 };
   if (r3m_uffd_map (b, &o, &c.u, &err) < 0)

@@ -25,7 +25,8 @@ map_track (struct r3m_backend *b, enum r3m_uffd_track t, bool background)
   struct r3m_uffd_options o;
   r3m_uffd_options_init (&o);
   o.track = t;
-  o.background_pull = background;
+  if (!background)
+    o.region.pull_workers = 0;
   struct r3m_uffd *u;
   struct r3m_error err = { 0 };
   if (r3m_uffd_map (b, &o, &u, &err) < 0)
@@ -100,8 +101,8 @@ only_written_pushed (enum r3m_uffd_track t)
   assert_int_equal (faulty_writes (f), 3);
   struct r3m_uffd_status st;
   r3m_uffd_status (u, &st);
-  assert_int_equal (st.pushes, 3);
-  assert_int_equal (st.chunks_dirty, 0);
+  assert_int_equal (st.region.pushes, 3);
+  assert_int_equal (st.region.chunks_dirty, 0);
   if (t == R3M_UFFD_TRACK_SYNC) {
     assert_int_equal (st.track, R3M_UFFD_TRACK_SYNC);
     assert_int_equal (st.wp_faults, 3);
