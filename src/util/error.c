@@ -5,6 +5,10 @@
 
 #include "util/error.h"
 
+static int set (struct r3m_error *err, int code, bool with_strerror,
+                const char *fmt, va_list ap)
+  __attribute__ ((format (printf, 4, 0)));
+
 static int
 set (struct r3m_error *err, int code, bool with_strerror, const char *fmt,
      va_list ap)
