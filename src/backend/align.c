@@ -19,7 +19,11 @@
  * two RMWs of one block are serialised and neither write is lost.  A write
  * of whole blocks through this synchronous path holds the stripes of its
  * blocks shared, so it cannot fall between an RMW's read and write and be
- * undone.  Limitation: aligned requests that a backend receives through its
+ * undone.  A request holds at most one set of stripes at a time (head,
+ * middle, tail in turn) and never waits for another while holding one, so
+ * there is no deadlock; the stripe counters live under one mutex
+ * (struct be_stripes in handle.h) that is never held across I/O.
+ * Limitation: aligned requests that a backend receives through its
  * native submit bypass the stripes (a lock cannot be held across an
  * asynchronous completion); such a write racing a misaligned write to the
  * same block may be partly undone.  Requests the handle adapts always run
@@ -35,11 +39,11 @@ be_align_init (struct r3m_backend *b)
 {
   if (b->info.align <= 1)
     return 0;
-  b->stripes = calloc (BE_ALIGN_STRIPES, sizeof *b->stripes);
+  b->stripes = calloc (1, sizeof *b->stripes);
   if (!b->stripes)
     return -ENOMEM;
-  for (unsigned i = 0; i < BE_ALIGN_STRIPES; i++)
-    pthread_rwlock_init (&b->stripes[i], NULL);
+  pthread_mutex_init (&b->stripes->lock, NULL);
+  pthread_cond_init (&b->stripes->changed, NULL);
   return 0;
 }
 
@@ -48,8 +52,8 @@ be_align_fini (struct r3m_backend *b)
 {
   if (!b->stripes)
     return;
-  for (unsigned i = 0; i < BE_ALIGN_STRIPES; i++)
-    pthread_rwlock_destroy (&b->stripes[i]);
+  pthread_cond_destroy (&b->stripes->changed);
+  pthread_mutex_destroy (&b->stripes->lock);
   free (b->stripes);
   b->stripes = NULL;
 }
@@ -80,31 +84,78 @@ be_needs_adapting (const struct r3m_backend *b, const struct r3m_io *io)
 
 /* ---- stripes ---------------------------------------------------------- */
 
-/* Lock (shared) or unlock the stripes of the blocks in [off, end), in
- * ascending stripe order. */
+/* The stripes of the blocks in [off, end): first stripe and how many. */
+static void
+stripe_span (const struct r3m_backend *b, uint64_t off, uint64_t end,
+             unsigned *first, unsigned *count)
+{
+  uint64_t fb = off / b->info.align, blocks = (end - 1) / b->info.align - fb + 1;
+  *first = (unsigned) (fb % BE_ALIGN_STRIPES);
+  *count = blocks < BE_ALIGN_STRIPES ? (unsigned) blocks : BE_ALIGN_STRIPES;
+}
+
+/* Is any of the stripes held or wanted by an RMW?  Waiting RMWs count, so
+ * a stream of whole-block writes cannot starve them. */
+static bool
+blocked (const struct be_stripes *st, unsigned first, unsigned count)
+{
+  for (unsigned i = 0; i < count; i++) {
+    unsigned s = (first + i) % BE_ALIGN_STRIPES;
+    if (st->exclusive[s] || st->waiting[s])
+      return true;
+  }
+  return false;
+}
+
+/* Take (or release) the stripes of [off, end) shared: wait while an RMW
+ * holds or waits for any of them, then take all at once. */
 static void
 stripes_shared (struct r3m_backend *b, uint64_t off, uint64_t end, bool lock)
 {
-  if (!b->stripes || off >= end)
+  struct be_stripes *st = b->stripes;
+  if (!st || off >= end)
     return;
-  uint64_t first = off / b->info.align;
-  uint64_t count = (end - 1) / b->info.align - first + 1;
-  unsigned base = (unsigned) (first % BE_ALIGN_STRIPES);
-  for (unsigned s = 0; s < BE_ALIGN_STRIPES; s++) {
-    unsigned dist = (s + BE_ALIGN_STRIPES - base) % BE_ALIGN_STRIPES;
-    if (dist >= count)
-      continue;
-    if (lock)
-      pthread_rwlock_rdlock (&b->stripes[s]);
-    else
-      pthread_rwlock_unlock (&b->stripes[s]);
+  unsigned first, count;
+  stripe_span (b, off, end, &first, &count);
+  pthread_mutex_lock (&st->lock);
+  if (lock) {
+    while (blocked (st, first, count))
+      pthread_cond_wait (&st->changed, &st->lock);
+    for (unsigned i = 0; i < count; i++)
+      st->shared[(first + i) % BE_ALIGN_STRIPES]++;
   }
+  else {
+    for (unsigned i = 0; i < count; i++)
+      st->shared[(first + i) % BE_ALIGN_STRIPES]--;
+    pthread_cond_broadcast (&st->changed);
+  }
+  pthread_mutex_unlock (&st->lock);
 }
 
-static pthread_rwlock_t *
-stripe_of (struct r3m_backend *b, uint64_t block_off)
+/* Take the stripe of the block at block_off exclusively. */
+static unsigned
+stripe_lock (struct r3m_backend *b, uint64_t block_off)
 {
-  return &b->stripes[(block_off / b->info.align) % BE_ALIGN_STRIPES];
+  struct be_stripes *st = b->stripes;
+  unsigned s = (unsigned) ((block_off / b->info.align) % BE_ALIGN_STRIPES);
+  pthread_mutex_lock (&st->lock);
+  st->waiting[s]++;
+  while (st->exclusive[s] || st->shared[s])
+    pthread_cond_wait (&st->changed, &st->lock);
+  st->waiting[s]--;
+  st->exclusive[s] = true;
+  pthread_mutex_unlock (&st->lock);
+  return s;
+}
+
+static void
+stripe_unlock (struct r3m_backend *b, unsigned s)
+{
+  struct be_stripes *st = b->stripes;
+  pthread_mutex_lock (&st->lock);
+  st->exclusive[s] = false;
+  pthread_cond_broadcast (&st->changed);
+  pthread_mutex_unlock (&st->lock);
 }
 
 /* ---- pieces ----------------------------------------------------------- */
@@ -167,8 +218,7 @@ rmw_partial (struct r3m_backend *b, const char *src, uint64_t n, uint64_t off,
   char *bounce = malloc ((size_t) (be - bs));
   if (!bounce)
     return -ENOMEM;
-  pthread_rwlock_t *lock = stripe_of (b, bs);
-  pthread_rwlock_wrlock (lock);
+  unsigned stripe = stripe_lock (b, bs);
   int r = pieces (b, R3M_IO_READ, bounce, be - bs, bs, 0);
   if (r == 0) {
     if (src)
@@ -177,7 +227,7 @@ rmw_partial (struct r3m_backend *b, const char *src, uint64_t n, uint64_t off,
       memset (bounce + (off - bs), 0, (size_t) n);
     r = pieces (b, R3M_IO_WRITE, bounce, be - bs, bs, flags & R3M_IO_FUA);
   }
-  pthread_rwlock_unlock (lock);
+  stripe_unlock (b, stripe);
   free (bounce);
   return r;
 }

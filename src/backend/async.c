@@ -46,8 +46,11 @@ worker (void *arg)
   pthread_mutex_lock (&a->lock);
   for (;;) {
     struct r3m_io *io;
-    while (!(io = dequeue_locked (a)) && !a->stopping)
+    while (!(io = dequeue_locked (a)) && !a->stopping) {
+      a->idle++;
       pthread_cond_wait (&a->wake, &a->lock);
+      a->idle--;
+    }
     if (!io)
       break;                    /* stopping and drained */
     pthread_mutex_unlock (&a->lock);
@@ -107,7 +110,10 @@ be_async_submit (struct r3m_backend *b, struct r3m_io *io)
   else
     *head = io;
   *tail = io;
-  pthread_cond_signal (&a->wake);
+  /* A busy worker takes the request when it finishes its current one;
+   * waking another costs a context switch for nothing. */
+  if (a->idle > 0)
+    pthread_cond_signal (&a->wake);
   pthread_mutex_unlock (&a->lock);
   return 0;
 }

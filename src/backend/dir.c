@@ -535,10 +535,10 @@ open_dir (const char *uri, const char *path, bool ro, struct r3m_error *err)
     free (copy);
   }
   else if (!ro && errno != EEXIST)
-    return util_errno (err, errno, "%s: creating directory %s", uri, path);
+    return util_errno (err, errno, "%s: creating the directory", uri);
   int fd = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
-    return util_errno (err, errno, "%s: opening directory %s", uri, path);
+    return util_errno (err, errno, "%s: opening the directory", uri);
   return fd;
 }
 
@@ -546,8 +546,12 @@ int
 be_dir_open (const struct util_uri *u, const char *uri, unsigned flags,
              struct r3m_backend **out, struct r3m_error *err)
 {
+  /* Messages name the URI by its label; the description gets it whole. */
+  char lb[UTIL_URI_LABEL_MAX];
+  const char *full = uri;
+  uri = util_uri_label (full, lb);
   struct dir_args a = { 0 };
-  int r = parse_args (u, uri, &a, err);
+  int r = parse_args (u, full, &a, err);
   if (r == 0 && a.have_chunk)
     r = check_geometry (uri, 0, a.chunk, err);
   if (r < 0)
@@ -579,7 +583,7 @@ be_dir_open (const struct util_uri *u, const char *uri, unsigned flags,
     .flags = ro ? R3M_BACKEND_READ_ONLY : 0,
     .async_threads = 8,          /* as file: overlap blocking file I/O */
   };
-  r = r3m_backend_new (&dir_ops, d, &info, uri, out, err);
+  r = r3m_backend_new (&dir_ops, d, &info, full, out, err);
   if (r < 0)
     dir_close (d);
   return r;

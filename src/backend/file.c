@@ -242,7 +242,8 @@ sync_parent (const char *path)
   return r;
 }
 
-/* Open path, creating it only when size= asks for it.  *created says so. */
+/* Open path, creating it only when size= asks for it.  *created says so.
+ * Here and below, uri is the label for messages. */
 static int
 open_path (const char *uri, const char *path, bool ro, bool have_size,
            bool *created, struct r3m_error *err)
@@ -265,11 +266,11 @@ open_path (const char *uri, const char *path, bool ro, bool have_size,
   }
   int e = errno;
   if (e == ENOENT && !have_size)
-    return util_err (err, e, "%s: %s does not exist (add ?size=SIZE to "
-                     "create it)", uri, path);
+    return util_err (err, e, "%s: no such file (add ?size=SIZE to create "
+                     "it)", uri);
   if (e == ENOENT && ro)
-    return util_err (err, e, "%s: %s does not exist (a read-only open does "
-                     "not create it)", uri, path);
+    return util_err (err, e, "%s: no such file (a read-only open does not "
+                     "create it)", uri);
   return util_errno (err, e, "%s: open", uri);
 }
 
@@ -339,8 +340,8 @@ setup (const char *uri, const char *path, struct file *f, bool ro,
     r = bdev_size (uri, f, have_size, want, err);
   }
   else
-    r = util_err (err, EINVAL, "%s: %s is not a regular file or a block "
-                  "device", uri, path);
+    r = util_err (err, EINVAL, "%s: not a regular file or a block device",
+                  uri);
   if (r == 0 && created && (r = sync_parent (path)) < 0)
     r = util_errno (err, -r, "%s: fsync of the parent directory", uri);
   return r;
@@ -362,12 +363,14 @@ be_file_open (const struct util_uri *u, const char *uri, unsigned flags,
   if (r < 0)
     return r;
 
+  char lb[UTIL_URI_LABEL_MAX];
+  util_uri_label (uri, lb);
   struct file *f = calloc (1, sizeof *f);
   if (!f)
-    return util_errno (err, ENOMEM, "%s", uri);
+    return util_errno (err, ENOMEM, "%s", lb);
   bool ro = flags & R3M_OPEN_READ_ONLY;
   uint32_t blksize = 4096;
-  r = setup (uri, path, f, ro, size_arg != NULL, want, &blksize, err);
+  r = setup (lb, path, f, ro, size_arg != NULL, want, &blksize, err);
   if (r < 0) {
     if (f->fd >= 0)
       close (f->fd);

@@ -24,22 +24,32 @@ struct be_async {
   pthread_t *threads;
   unsigned nthreads;           /* started so far */
   unsigned want;               /* pool size */
+  unsigned idle;               /* threads waiting for work */
   bool stopping;
 };
 
-/* Stripes of the alignment adapter: a read-modify-write of a block holds its
- * stripe exclusively; a write of whole blocks holds the stripes of those
- * blocks shared, so it cannot land between an RMW's read and its write.
- * Stripes are always taken in ascending index order and never held across
- * two phases of one request, so there is no lock-order cycle. */
+/* Stripes of the alignment adapter (align.c): a block maps to stripe
+ * (offset / align) % BE_ALIGN_STRIPES.  A read-modify-write of a block holds
+ * its stripe exclusively; a write of whole blocks holds the stripes of its
+ * blocks shared, so it cannot fall between an RMW's read and its write.
+ * One mutex guards all counters, and nobody holds it across I/O, so taking
+ * many stripes costs two lock operations and has no lock-order cycle. */
 #define BE_ALIGN_STRIPES 64
+
+struct be_stripes {
+  pthread_mutex_t lock;        /* guards the arrays below */
+  pthread_cond_t changed;      /* a stripe was released */
+  unsigned shared[BE_ALIGN_STRIPES];   /* whole-block writes in flight */
+  unsigned waiting[BE_ALIGN_STRIPES];  /* RMWs waiting: new shared wait */
+  bool exclusive[BE_ALIGN_STRIPES];    /* an RMW in flight */
+};
 
 struct r3m_backend {
   const struct r3m_backend_ops *ops;
   void *self;
   struct r3m_backend_info info;
   char *description;
-  pthread_rwlock_t *stripes;   /* BE_ALIGN_STRIPES of them when align > 1 */
+  struct be_stripes *stripes;  /* when align > 1 */
   struct be_async async;
 };
 

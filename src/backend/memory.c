@@ -83,12 +83,14 @@ int
 be_memory_new (uint64_t size, unsigned open_flags, const char *description,
                struct r3m_backend **out, struct r3m_error *err)
 {
+  char lb[UTIL_URI_LABEL_MAX];
+  const char *what = util_uri_label (description ? description : "memory",
+                                     lb);
   if (size > SIZE_MAX / 2)
-    return util_err (err, EFBIG, "%s: size does not fit in memory",
-                     description);
+    return util_err (err, EFBIG, "%s: size does not fit in memory", what);
   struct memory *m = calloc (1, sizeof *m);
   if (!m)
-    return util_errno (err, ENOMEM, "%s", description);
+    return util_errno (err, ENOMEM, "%s", what);
   m->size = (size_t) size;
   m->page = (size_t) sysconf (_SC_PAGESIZE);
   if (size > 0) {
@@ -97,7 +99,7 @@ be_memory_new (uint64_t size, unsigned open_flags, const char *description,
     if (m->base == MAP_FAILED) {
       int e = errno;
       free (m);
-      return util_errno (err, e, "%s: mmap", description);
+      return util_errno (err, e, "%s: mmap", what);
     }
   }
   struct r3m_backend_info info = {

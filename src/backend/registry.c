@@ -3,6 +3,7 @@
  * message naming the URI and what is wrong with it. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/backends.h"
@@ -39,8 +40,9 @@ unknown_scheme (const char *uri, const char *scheme, struct r3m_error *err)
       break;
     used += (size_t) n;
   }
+  char lb[UTIL_URI_LABEL_MAX];
   return util_err (err, EINVAL, "%s: unknown backend type '%s' (known: %s)",
-                   uri, scheme, known);
+                   util_uri_label (uri, lb), scheme, known);
 }
 
 int
@@ -49,9 +51,10 @@ r3m_backend_open (const char *uri, unsigned flags, struct r3m_backend **out,
 {
   if (!uri || !out)
     return util_err (err, EINVAL, "r3m_backend_open: uri and out are required");
+  char lb[UTIL_URI_LABEL_MAX];
   if (flags & ~R3M_OPEN_READ_ONLY)
-    return util_err (err, EINVAL, "%s: unknown open flags 0x%x", uri,
-                     flags & ~R3M_OPEN_READ_ONLY);
+    return util_err (err, EINVAL, "%s: unknown open flags 0x%x",
+                     util_uri_label (uri, lb), flags & ~R3M_OPEN_READ_ONLY);
   struct util_uri u;
   int r = util_uri_parse (uri, &u, err);
   if (r == 0) {
@@ -72,6 +75,8 @@ int
 be_arg_size (const char *uri, const char *name, const char *value,
              uint64_t *out, struct r3m_error *err)
 {
+  char lb[UTIL_URI_LABEL_MAX];
+  uri = util_uri_label (uri, lb);
   if (!value || !*value)
     return util_err (err, EINVAL, "%s: %s is empty (want a size such as 64M)",
                      uri, name);
@@ -91,6 +96,8 @@ int
 be_arg_uint (const char *uri, const char *name, const char *value,
              uint64_t min, uint64_t max, uint64_t *out, struct r3m_error *err)
 {
+  char lb[UTIL_URI_LABEL_MAX];
+  uri = util_uri_label (uri, lb);
   uint64_t v = 0;
   bool ok = value && *value;
   for (const char *p = value; ok && *p; p++) {
@@ -113,6 +120,9 @@ int
 be_uri_opaque_size (const struct util_uri *u, const char *uri,
                     const char *usage, uint64_t *size, struct r3m_error *err)
 {
+  char lb[UTIL_URI_LABEL_MAX];
+  const char *full = uri;
+  uri = util_uri_label (uri, lb);
   if (u->has_authority)
     return util_err (err, EINVAL, "%s: expected %s, without '//'", uri, usage);
   if (u->nparams > 0)
@@ -121,13 +131,15 @@ be_uri_opaque_size (const struct util_uri *u, const char *uri,
   if (!*u->path)
     return util_err (err, EINVAL, "%s: size missing (expected %s, e.g. %s:64M)",
                      uri, usage, u->scheme);
-  return be_arg_size (uri, "size", u->path, size, err);
+  return be_arg_size (full, "size", u->path, size, err);
 }
 
 int
 be_uri_local_path (const struct util_uri *u, const char *uri,
                    const char *usage, const char **path, struct r3m_error *err)
 {
+  char lb[UTIL_URI_LABEL_MAX];
+  uri = util_uri_label (uri, lb);
   if (u->host || u->user || u->password || u->port >= 0)
     return util_err (err, EINVAL,
                      "%s: a local path takes no host, user or port "
