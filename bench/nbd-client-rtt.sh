@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Bulk read of an export through delay-proxy at several round-trip times:
-# r3map's NBD client (bench/nbd-client-read) against libnbd's nbdcopy,
-# same server (nbdkit memory, filled with data so nothing is a hole), same
-# sink (bytes dropped), same proxy.  Wall time of the whole command, so
-# connecting and handshakes count for both.
+# r3map's NBD client against libnbd's nbdcopy, same server (nbdkit memory,
+# filled with data so nothing is a hole), same sink, same proxy.  Wall time
+# of the whole command, so connecting and handshakes count for both.
+#   CLIENT=reader  bench/nbd-client-read (the backend alone, bytes dropped)
+#                  against nbdcopy URI null:
+#   CLIENT=copy    r3map copy --chunk-size 1M --window 128 URI file:TMPFS
+#                  against nbdcopy URI TMPFS (the user command, through
+#                  the region engine, into a file in /dev/shm)
 #
 #   bench/nbd-client-rtt.sh [BUILD_DIR]
 #   env: RTTS="0 2 10 40" (ms)  REPS=3  SIZE=1G  CONNECTIONS=4
 #        SERVER=nbdkit (nbdkit memory) or r3map (r3map serve memory:SIZE)
+#        CLIENT=reader or copy (above)
 #
 # Prints a markdown table and writes bench/results/nbd-client-rtt-SERVER.json.
 set -euo pipefail
@@ -18,6 +23,8 @@ reps=${REPS:-3}
 size=${SIZE:-1G}
 conns=${CONNECTIONS:-4}
 server=${SERVER:-nbdkit}
+client=${CLIENT:-reader}
+shm=${SHM:-/dev/shm}
 reader=$build/bench/nbd-client-read
 proxy=$build/bench/proxy/delay-proxy
 for p in "$reader" "$proxy"; do
@@ -56,14 +63,27 @@ run_rtt () {   # run_rtt RTT_MS URI LABEL
   local rtt=$1 uri=$2 label=$3
   for rep in $(seq "$reps"); do
     local t0 t1 out
-    t0=$(now)
-    out=$("$reader" "$uri&connections=$conns" 2>&1) || { echo "r3map failed: $out" >&2; exit 1; }
-    t1=$(now)
+    if [ "$client" = copy ]; then
+      t0=$(now)
+      "$build/tools/r3map/r3map" copy -q --chunk-size 1M --window 128 \
+        "$uri&connections=$conns" "file:$shm/r3m-rtt-$$.img" \
+        || { echo "r3map copy failed" >&2; exit 1; }
+      t1=$(now)
+      out='{}'
+      rm -f "$shm/r3m-rtt-$$.img"
+    else
+      t0=$(now)
+      out=$("$reader" "$uri&connections=$conns" 2>&1) || { echo "r3map failed: $out" >&2; exit 1; }
+      t1=$(now)
+    fi
     echo "$label r3map $rep $((t1 - t0)) $out" >> "$results"
+    local sink=null:
+    [ "$client" = copy ] && sink=$shm/nbdcopy-rtt-$$.img
     t0=$(now)
-    nbdcopy --connections="$conns" "$uri" null: \
+    nbdcopy --connections="$conns" "$uri" "$sink" \
       || { echo "nbdcopy failed" >&2; exit 1; }
     t1=$(now)
+    rm -f "$shm/nbdcopy-rtt-$$.img"
     echo "$label nbdcopy $rep $((t1 - t0))" >> "$results"
   done
 }
@@ -84,10 +104,10 @@ for rtt in $rtts; do
 done
 
 mkdir -p bench/results
-/usr/bin/python3 - "$results" "$size" "$reps" "$conns" "$(nproc)" "$server" \
+/usr/bin/python3 - "$results" "$size" "$reps" "$conns" "$(nproc)" "$server" "$client" \
   "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
 import json, statistics, sys, re, datetime
-path, size, reps, conns, ncpu, server, load = sys.argv[1:]
+path, size, reps, conns, ncpu, server, client, load = sys.argv[1:]
 runs, inner = {}, {}
 for line in open(path):
     f = line.split(None, 4)
@@ -95,9 +115,8 @@ for line in open(path):
     runs.setdefault(label, {}).setdefault(who, []).append(ns / 1e9)
     if who == "r3map":
         inner.setdefault(label, []).append(json.loads(f[4]))
-nbytes = None
-m = re.search(r'"bytes": (\d+)', open(path).read())
-nbytes = int(m.group(1))
+units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+nbytes = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
 rows = []
 for label, r in runs.items():
     ours = statistics.median(r["r3map"])
@@ -108,8 +127,10 @@ for label, r in runs.items():
         "r3map_s": r["r3map"], "nbdcopy_s": r["nbdcopy"],
         "r3map_GBps": nbytes / ours / 1e9, "nbdcopy_GBps": nbytes / theirs / 1e9,
         "ratio": theirs / ours,
-        "r3map_open_s_median": statistics.median(x["open_s"] for x in inner[label]),
-        "r3map_read_only_GBps_median": statistics.median(x["read_GBps"] for x in inner[label]),
+        "r3map_open_s_median": None if client == "copy" else
+            statistics.median(x["open_s"] for x in inner[label]),
+        "r3map_read_only_GBps_median": None if client == "copy" else
+            statistics.median(x["read_GBps"] for x in inner[label]),
     })
 zero = next((x for x in rows if x["rtt_ms"] == 0.0), None)
 print("| RTT | path | r3map client | nbdcopy | r3map / nbdcopy | r3map vs its 0 ms |")
@@ -121,13 +142,13 @@ for x in rows:
         x["r3map_GBps"], x["nbdcopy_GBps"], x["ratio"], rel))
 out = {
     "benchmark": "nbd-client-rtt", "date": datetime.datetime.now().isoformat(),
-    "server": server, "bytes": nbytes, "reps": int(reps),
+    "server": server, "client": client, "bytes": nbytes, "reps": int(reps),
     "connections": int(conns),
     "cpus": int(ncpu), "loadavg_at_end": load,
     "note": "median wall time of the whole command (connect + read); sink drops bytes",
     "rows": rows,
 }
-name = "bench/results/nbd-client-rtt-%s.json" % server
+name = "bench/results/nbd-client-rtt-%s%s.json" % (server, "-copy" if client == "copy" else "")
 json.dump(out, open(name, "w"), indent=2)
-print("\nserver: %s; wrote %s (load average %s on %s CPUs)" % (server, name, load, ncpu))
+print("\nserver: %s, client: %s; wrote %s (load average %s on %s CPUs)" % (server, client, name, load, ncpu))
 PY
