@@ -178,7 +178,9 @@ struct nbd_cli_conn {
   char msg[R3M_ERROR_MSG_MAX]; /* why it died, "" if unknown or alive */
   char req_msg[R3M_ERROR_MSG_MAX]; /* the server's last error message */
   int req_error;               /* and its -errno */
-  bool threads;                /* reader and sender were started */
+  bool threads;                /* reader and sender were started; set
+                                  once before any request, then only read */
+  bool joined;                 /* ... and have been joined (stop) */
   pthread_t reader, sender;
   atomic_uint load;            /* queued + in flight, for picking a conn;
                                   read without the lock */

@@ -750,11 +750,13 @@ nbd_cli_conn_stop (struct nbd_cli_conn *c)
   pthread_cond_broadcast (&c->wake);
   pthread_mutex_unlock (&c->lock);
   fail_list (c, list, -ESHUTDOWN);
-  if (c->threads) {
+  /* threads stays set: sibling readers may still look at it
+   * (on_reader_thread) until the pool has stopped them all. */
+  if (c->threads && !c->joined) {
     pthread_join (c->reader, NULL);
     pthread_join (c->sender, NULL);
-    c->threads = false;
-  } else if (!c->reader_exited) {
+    c->joined = true;
+  } else if (!c->threads && !c->reader_exited) {
     nbd_cli_conn_reader_exit (c);
   }
 }
