@@ -131,7 +131,10 @@ filled_memory (uint64_t size)
   unsigned char *buf = malloc (1 << 20);
   for (uint64_t off = 0; off < size; off += 1 << 20) {
     for (size_t i = 0; i < (1 << 20); i += 8)
-      *(uint64_t *) (buf + i) = (off + i) * 0x9E3779B97F4A7C15ull | 1;
+      {
+        uint64_t v = (off + i) * 0x9E3779B97F4A7C15ull | 1;
+        memcpy (buf + i, &v, sizeof v);
+      }
     r3m_backend_pwrite (b, buf, 1 << 20, off, 0);
   }
   free (buf);
@@ -296,7 +299,8 @@ parse (int argc, char **argv, struct opts *o)
 {
   *o = (struct opts) { .size = 1ull << 30, .naive_size = 256ull << 20,
                        .chunk = 65536, .repeat = 3, .latency = 2000 };
-  for (int i = 1; i < argc; i++) {
+  /* Every option takes a value: step over both. */
+  for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     uint64_t x;
     if (!v)
@@ -317,7 +321,6 @@ parse (int argc, char **argv, struct opts *o)
       o->uris[o->nuris++] = v;
     else
       goto usage;
-    i++;
   }
   return;
 usage:

@@ -19,16 +19,7 @@
 
 #include "frontend/uffd/internal.h"
 #include "util/error.h"
-
-static bool
-all_zero (const unsigned char *p, size_t len)
-{
-  const uint64_t *w = (const uint64_t *) p;
-  for (size_t i = 0; i < len / 8; i++)
-    if (w[i] != 0)
-      return false;
-  return true;
-}
+#include "util/zero.h"
 
 static void
 set_state_from (struct r3m_uffd *u, uint64_t c, uint8_t to)
@@ -60,7 +51,7 @@ install_once (struct r3m_uffd *u, uint64_t c, const unsigned char *src,
   uint64_t off = uffd_chunk_off (u, c);
   /* The zero page cannot carry a write-protect bit, so with synchronous
    * tracking zeros are copied like any data. */
-  if (u->map.track != UFFD_TRACK_SYNC && all_zero (src, len))
+  if (u->map.track != UFFD_TRACK_SYNC && util_is_zero (src, len))
     return uffd_map_zero (&u->map, off, len, 0);
   return uffd_map_copy (&u->map, off, src, len,
                         u->map.track != UFFD_TRACK_NONE, 0, skipped);
