@@ -229,6 +229,7 @@ r3m_nbd_server_add_export (struct r3m_nbd_server *srv, const char *name,
   e->read_only = o->read_only || (bi->flags & R3M_BACKEND_READ_ONLY);
   e->multi_conn = !o->no_multi_conn;
   e->inline_io = !backend->ops->submit && bi->async_threads == 0;
+  e->direct = e->inline_io ? r3m_backend_direct (backend) : NULL;
   e->fast_zero = bi->flags & R3M_BACKEND_FAST_ZERO;
   e->io_max = bi->max_io;
   int r = block_sizes (e, o, bi, err);
