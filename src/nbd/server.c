@@ -447,10 +447,12 @@ conn_run (struct nbd_srv_conn *sc, struct reap *parked)
 {
   struct r3m_nbd_server *srv = sc->srv;
   nbd_srv_log (srv, R3M_NBD_LOG_INFO, "%s: connected", sc->peer);
-  nbd_conn_set_timeout (sc->conn, srv->opts.handshake_timeout_ms);
+  if (srv->opts.handshake_timeout_ms)
+    nbd_conn_set_deadline (sc->conn, util_now_ns ()
+                           + srv->opts.handshake_timeout_ms * UINT64_C (1000000));
   int r = nbd_srv_handshake (sc);
   if (r == 0) {
-    nbd_conn_set_timeout (sc->conn, 0);
+    nbd_conn_set_deadline (sc->conn, 0);
     nbd_srv_log (srv, R3M_NBD_LOG_INFO, "%s: serving export '%s'%s%s",
                  sc->peer, sc->exp->name,
                  sc->structured ? " with structured replies" : "",
