@@ -1,7 +1,12 @@
-/* The generic submit adapter: for backends without a native submit, a small
- * pool of threads runs the synchronous ops.  Threads start on first use, so
- * a backend that is only ever used synchronously costs nothing.  Urgent
- * requests (a caller is blocked on them) go to the head of the queue. */
+/* The generic submit adapter: a small pool of threads runs requests through
+ * the synchronous path (be_run).  It serves backends without a native
+ * submit, and backends with one for the requests the handle must adapt.
+ *
+ * Threads start on first use, so a backend that is only used synchronously
+ * costs nothing.  Urgent requests (a caller is blocked on them) wait in
+ * their own FIFO, which the threads always empty first; within each queue
+ * the order is submission order.  Stopping drains both queues: every
+ * accepted request completes exactly once, also during close. */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -10,10 +15,26 @@
 #define NEXT(io) ((io)->priv[0])
 
 void
-be_async_init (struct be_async *a)
+be_async_init (struct be_async *a, unsigned threads)
 {
   pthread_mutex_init (&a->lock, NULL);
   pthread_cond_init (&a->wake, NULL);
+  a->want = threads;
+}
+
+/* Take the next request; called with a->lock held. */
+static struct r3m_io *
+dequeue_locked (struct be_async *a)
+{
+  struct r3m_io **head = a->urgent_head ? &a->urgent_head : &a->head;
+  struct r3m_io **tail = a->urgent_head ? &a->urgent_tail : &a->tail;
+  struct r3m_io *io = *head;
+  if (io) {
+    *head = NEXT (io);
+    if (!*head)
+      *tail = NULL;
+  }
+  return io;
 }
 
 static void *
@@ -24,16 +45,16 @@ worker (void *arg)
 
   pthread_mutex_lock (&a->lock);
   for (;;) {
-    while (!a->head && !a->stopping)
+    struct r3m_io *io;
+    while (!(io = dequeue_locked (a)) && !a->stopping) {
+      a->idle++;
       pthread_cond_wait (&a->wake, &a->lock);
-    if (!a->head)
+      a->idle--;
+    }
+    if (!io)
       break;                    /* stopping and drained */
-    struct r3m_io *io = a->head;
-    a->head = NEXT (io);
-    if (!a->head)
-      a->tail = NULL;
     pthread_mutex_unlock (&a->lock);
-    io->done (io, be_run_sync (b, io));
+    io->done (io, be_run (b, io));
     pthread_mutex_lock (&a->lock);
   }
   pthread_mutex_unlock (&a->lock);
@@ -47,7 +68,7 @@ start_locked (struct r3m_backend *b)
   struct be_async *a = &b->async;
   if (a->threads)
     return 0;
-  unsigned n = b->info.async_threads;
+  unsigned n = a->want ? a->want : 1;
   a->threads = calloc (n, sizeof *a->threads);
   if (!a->threads)
     return -ENOMEM;
@@ -81,16 +102,18 @@ be_async_submit (struct r3m_backend *b, struct r3m_io *io)
     return r;
   }
   NEXT (io) = NULL;
-  if (!a->head)
-    a->head = a->tail = io;
-  else if (io->flags & R3M_IO_URGENT) {
-    NEXT (io) = a->head;
-    a->head = io;
-  } else {
-    NEXT (a->tail) = io;
-    a->tail = io;
-  }
-  pthread_cond_signal (&a->wake);
+  bool urgent = io->flags & R3M_IO_URGENT;
+  struct r3m_io **head = urgent ? &a->urgent_head : &a->head;
+  struct r3m_io **tail = urgent ? &a->urgent_tail : &a->tail;
+  if (*tail)
+    NEXT (*tail) = io;
+  else
+    *head = io;
+  *tail = io;
+  /* A busy worker takes the request when it finishes its current one;
+   * waking another costs a context switch for nothing. */
+  if (a->idle > 0)
+    pthread_cond_signal (&a->wake);
   pthread_mutex_unlock (&a->lock);
   return 0;
 }

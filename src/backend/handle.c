@@ -1,12 +1,34 @@
 /* Backend handles: the checks every backend shares (ranges, read-only) and
  * the dispatch to an implementation's ops.  Implementations never see a
- * request outside [0, size) nor a write to a read-only store. */
+ * request outside [0, size), a write to a read-only store, a request that
+ * breaks their declared alignment, nor a read or write above max_io. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/handle.h"
 #include "util/error.h"
+
+/* Largest alignment a backend may declare: the adapter allocates bounce
+ * buffers of this size. */
+#define MAX_ALIGN (1u << 30)
+
+static int
+check_info (const struct r3m_backend_ops *ops,
+            const struct r3m_backend_info *info, struct r3m_error *err)
+{
+  const char *name = ops->name ? ops->name : "backend";
+  if (info->align == 0 || (info->align & (info->align - 1)) != 0
+      || info->align > MAX_ALIGN)
+    return util_err (err, EINVAL,
+                     "r3m_backend_new: %s: align %u is not a power of two "
+                     "up to 1 GiB", name, info->align);
+  if (info->max_io != 0 && info->max_io % info->align != 0)
+    return util_err (err, EINVAL,
+                     "r3m_backend_new: %s: max_io %u is not a multiple of "
+                     "align %u", name, info->max_io, info->align);
+  return 0;
+}
 
 int
 r3m_backend_new (const struct r3m_backend_ops *ops, void *self,
@@ -18,10 +40,9 @@ r3m_backend_new (const struct r3m_backend_ops *ops, void *self,
     return util_err (err, EINVAL,
                      "r3m_backend_new: ops with pread and pwrite, info and "
                      "out are required");
-  if (info->align == 0 || (info->align & (info->align - 1)) != 0)
-    return util_err (err, EINVAL,
-                     "r3m_backend_new: %s: align %u is not a power of two",
-                     ops->name ? ops->name : "backend", info->align);
+  int r = check_info (ops, info, err);
+  if (r < 0)
+    return r;
 
   struct r3m_backend *b = calloc (1, sizeof *b);
   if (!b)
@@ -35,7 +56,18 @@ r3m_backend_new (const struct r3m_backend_ops *ops, void *self,
   b->ops = ops;
   b->self = self;
   b->info = *info;
-  be_async_init (&b->async);
+  r = be_align_init (b);
+  if (r < 0) {
+    free (b->description);
+    free (b);
+    return util_errno (err, -r, "r3m_backend_new");
+  }
+  /* A native submit still needs a few pool threads for the requests the
+   * handle must adapt (misaligned or oversized ones). */
+  unsigned threads = info->async_threads;
+  if (ops->submit && threads == 0)
+    threads = 4;
+  be_async_init (&b->async, threads);
   *out = b;
   return 0;
 }
@@ -48,6 +80,7 @@ r3m_backend_close (struct r3m_backend *b)
   be_async_stop (&b->async);
   if (b->ops->close)
     b->ops->close (b->self);
+  be_align_fini (b);
   free (b->description);
   free (b);
 }
@@ -74,9 +107,19 @@ int
 be_check (const struct r3m_backend *b, enum r3m_io_op op, size_t len,
           uint64_t off)
 {
-  bool writes = op == R3M_IO_WRITE || op == R3M_IO_ZERO || op == R3M_IO_TRIM;
-  if (writes && (b->info.flags & R3M_BACKEND_READ_ONLY))
-    return -EPERM;
+  switch (op) {
+  case R3M_IO_READ:
+  case R3M_IO_FLUSH:
+    break;
+  case R3M_IO_WRITE:
+  case R3M_IO_ZERO:
+  case R3M_IO_TRIM:
+    if (b->info.flags & R3M_BACKEND_READ_ONLY)
+      return -EPERM;
+    break;
+  default:
+    return -EINVAL;
+  }
   if (op == R3M_IO_FLUSH)
     return 0;
   /* Written so that off + len cannot overflow. */
@@ -85,20 +128,37 @@ be_check (const struct r3m_backend *b, enum r3m_io_op op, size_t len,
   return 0;
 }
 
+/* The default zero: write zeros in pieces that keep the backend's
+ * alignment and max_io (the range itself is already aligned). */
 static int
 zero_by_writing (struct r3m_backend *b, size_t len, uint64_t off,
                  unsigned flags)
 {
   static const char zeros[65536];
-  while (len > 0) {
-    size_t n = len < sizeof zeros ? len : sizeof zeros;
-    int r = b->ops->pwrite (b->self, zeros, n, off, flags);
-    if (r < 0)
-      return r;
+  size_t step = sizeof zeros;
+  if (b->info.align > step)
+    step = b->info.align;
+  if (b->info.max_io != 0 && b->info.max_io < step)
+    step = b->info.max_io;
+  if (step > len)
+    step = len;
+  const char *buf = zeros;
+  char *owned = NULL;
+  if (step > sizeof zeros) {
+    owned = calloc (1, step);
+    if (!owned)
+      return -ENOMEM;
+    buf = owned;
+  }
+  int r = 0;
+  while (len > 0 && r == 0) {
+    size_t n = len < step ? len : step;
+    r = b->ops->pwrite (b->self, buf, n, off, flags);
     len -= n;
     off += n;
   }
-  return 0;
+  free (owned);
+  return r;
 }
 
 int
@@ -135,7 +195,7 @@ run (struct r3m_backend *b, enum r3m_io_op op, void *buf, size_t len,
     return 0;
   struct r3m_io io = { .op = op, .flags = flags, .buf = buf, .len = len,
                        .off = off };
-  return be_run_sync (b, &io);
+  return be_run (b, &io);
 }
 
 int
@@ -191,13 +251,19 @@ r3m_backend_extents (struct r3m_backend *b, uint64_t off, uint64_t len,
 int
 r3m_backend_submit (struct r3m_backend *b, struct r3m_io *io)
 {
+  if (!io || !io->done)
+    return -EINVAL;
   int r = be_check (b, io->op, io->len, io->off);
   if (r < 0)
     return r;
-  if (b->ops->submit)
+  if (io->len == 0 && io->op != R3M_IO_FLUSH) {
+    io->done (io, 0);
+    return 0;
+  }
+  if (b->ops->submit && !be_needs_adapting (b, io))
     return b->ops->submit (b->self, io);
-  if (b->info.async_threads == 0) {
-    io->done (io, be_run_sync (b, io));
+  if (!b->ops->submit && b->async.want == 0) {
+    io->done (io, be_run (b, io));
     return 0;
   }
   return be_async_submit (b, io);

@@ -91,12 +91,14 @@ int
 be_memory_new (uint64_t size, unsigned open_flags, const char *description,
                struct r3m_backend **out, struct r3m_error *err)
 {
+  char lb[UTIL_URI_LABEL_MAX];
+  const char *what = util_uri_label (description ? description : "memory",
+                                     lb);
   if (size > SIZE_MAX / 2)
-    return util_err (err, EFBIG, "%s: size does not fit in memory",
-                     description);
+    return util_err (err, EFBIG, "%s: size does not fit in memory", what);
   struct memory *m = calloc (1, sizeof *m);
   if (!m)
-    return util_errno (err, ENOMEM, "%s", description);
+    return util_errno (err, ENOMEM, "%s", what);
   m->size = (size_t) size;
   m->page = (size_t) sysconf (_SC_PAGESIZE);
   if (size > 0) {
@@ -105,7 +107,7 @@ be_memory_new (uint64_t size, unsigned open_flags, const char *description,
     if (m->base == MAP_FAILED) {
       int e = errno;
       free (m);
-      return util_errno (err, e, "%s: mmap", description);
+      return util_errno (err, e, "%s: mmap", what);
     }
   }
   struct r3m_backend_info info = {
@@ -119,4 +121,15 @@ be_memory_new (uint64_t size, unsigned open_flags, const char *description,
   if (r < 0)
     memory_close (m);
   return r;
+}
+
+int
+be_memory_open (const struct util_uri *u, const char *uri, unsigned flags,
+                struct r3m_backend **out, struct r3m_error *err)
+{
+  uint64_t size;
+  int r = be_uri_opaque_size (u, uri, "memory:SIZE", &size, err);
+  if (r < 0)
+    return r;
+  return be_memory_new (size, flags, uri, out, err);
 }

@@ -13,12 +13,13 @@ static int
 suffix_shift (const char *s, unsigned *shift)
 {
   static const struct { const char *name; unsigned shift; } table[] = {
-    { "", 0 }, { "B", 0 },
+    { "", 0 }, { "b", 0 }, { "B", 0 },
     { "k", 10 }, { "K", 10 }, { "KB", 10 }, { "KiB", 10 },
-    { "M", 20 }, { "MB", 20 }, { "MiB", 20 },
-    { "G", 30 }, { "GB", 30 }, { "GiB", 30 },
-    { "T", 40 }, { "TB", 40 }, { "TiB", 40 },
-    { "P", 50 }, { "PB", 50 }, { "PiB", 50 },
+    { "m", 20 }, { "M", 20 }, { "MB", 20 }, { "MiB", 20 },
+    { "g", 30 }, { "G", 30 }, { "GB", 30 }, { "GiB", 30 },
+    { "t", 40 }, { "T", 40 }, { "TB", 40 }, { "TiB", 40 },
+    { "p", 50 }, { "P", 50 }, { "PB", 50 }, { "PiB", 50 },
+    { "e", 60 }, { "E", 60 }, { "EB", 60 }, { "EiB", 60 },
   };
   for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
     if (strcmp (s, table[i].name) == 0) {
@@ -90,10 +91,13 @@ util_format_size (uint64_t bytes, char *buf, size_t len)
   }
   double v = (double) bytes;
   unsigned u = 0;
-  while (v >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+  /* 1023.6 would print as "1024": such values go to the next unit. */
+  while (v >= 1023.5 && u + 1 < sizeof units / sizeof units[0]) {
     v /= 1024;
     u++;
   }
-  snprintf (buf, len, v < 10 ? "%.2f %s" : v < 100 ? "%.1f %s" : "%.0f %s",
+  /* Thresholds on the rounded value, so 9.999 prints as "10.0". */
+  snprintf (buf, len,
+            v < 9.995 ? "%.2f %s" : v < 99.95 ? "%.1f %s" : "%.0f %s",
             v, units[u]);
 }

@@ -181,24 +181,27 @@ util_uri_parse (const char *s, struct util_uri *u, struct r3m_error *err)
   u->port = -1;
   if (!s || !*s)
     return util_err (err, EINVAL, "empty URI");
+  /* Messages name the URI by a short, printable label. */
+  char label[UTIL_URI_LABEL_MAX];
+  const char *lb = util_uri_label (s, label);
 
   const char *colon = strchr (s, ':');
   if (!colon || colon == s || !isalpha ((unsigned char) s[0]))
     return util_err (err, EINVAL,
                      "%s: not a URI (expected SCHEME:..., e.g. memory:64M "
-                     "or file:/path)", s);
+                     "or file:/path)", lb);
   size_t slen = (size_t) (colon - s);
   for (size_t i = 0; i < slen; i++) {
     unsigned char c = (unsigned char) s[i];
     if (!isalnum (c) && c != '+' && c != '-' && c != '.')
-      return util_err (err, EINVAL, "%s: bad character in the scheme", s);
+      return util_err (err, EINVAL, "%s: bad character in the scheme", lb);
   }
   if (strchr (s, '#'))
     return util_err (err, EINVAL,
-                     "%s: '#' is not allowed (write %%23 in a name)", s);
+                     "%s: '#' is not allowed (write %%23 in a name)", lb);
   u->scheme = strndup (s, slen);
   if (!u->scheme)
-    return util_errno (err, ENOMEM, "%s", s);
+    return util_errno (err, ENOMEM, "%s", lb);
   for (char *p = u->scheme; *p; p++)
     *p = (char) tolower ((unsigned char) *p);
 
@@ -207,19 +210,33 @@ util_uri_parse (const char *s, struct util_uri *u, struct r3m_error *err)
     u->has_authority = true;
     p += 2;
     size_t alen = strcspn (p, "/?");
-    int r = parse_authority (p, alen, s, u, err);
+    int r = parse_authority (p, alen, lb, u, err);
     if (r < 0)
       return r;
     p += alen;
   }
   size_t plen = strcspn (p, "?");
-  int r = decode (p, plen, "path", s, &u->path, err);
+  int r = decode (p, plen, "path", lb, &u->path, err);
   if (r < 0)
     return r;
   p += plen;
   if (*p == '?')
-    return parse_query (p + 1, s, u, err);
+    return parse_query (p + 1, lb, u, err);
   return 0;
+}
+
+const char *
+util_uri_label (const char *s, char buf[UTIL_URI_LABEL_MAX])
+{
+  size_t n = strlen (s), keep = n;
+  if (n >= UTIL_URI_LABEL_MAX)
+    keep = UTIL_URI_LABEL_MAX - 4;
+  for (size_t i = 0; i < keep; i++) {
+    unsigned char c = (unsigned char) s[i];
+    buf[i] = c < 0x20 || c == 0x7f ? '?' : (char) c;
+  }
+  strcpy (buf + keep, keep < n ? "..." : "");
+  return buf;
 }
 
 void
@@ -252,6 +269,8 @@ int
 util_uri_check_params (const struct util_uri *u, const char *const *allowed,
                        const char *what, struct r3m_error *err)
 {
+  char lb[UTIL_URI_LABEL_MAX];
+  what = util_uri_label (what ? what : "URI", lb);
   for (size_t i = 0; i < u->nparams; i++) {
     const char *k = u->params[i].key;
     bool ok = false;

@@ -37,11 +37,19 @@ struct util_uri {
 int util_uri_parse (const char *s, struct util_uri *u, struct r3m_error *err);
 void util_uri_free (struct util_uri *u);
 
+/* A short, printable name for s in messages: s with control characters as
+ * '?', cut to fit UTIL_URI_LABEL_MAX with "..." so that a long URI leaves
+ * room in the message for what is wrong with it.  Returns buf.  Every
+ * message about a URI should name it this way. */
+#define UTIL_URI_LABEL_MAX 120
+const char *util_uri_label (const char *s, char buf[UTIL_URI_LABEL_MAX]);
+
 /* Value of query key, or NULL when absent. */
 const char *util_uri_param (const struct util_uri *u, const char *key);
 
 /* Fail with a message naming the first query key not in `allowed`
- * (NULL-terminated) or given twice: a typo must not be ignored silently. */
+ * (NULL-terminated) or given twice: a typo must not be ignored silently.
+ * The message starts with `what` (usually the URI), labelled as below. */
 int util_uri_check_params (const struct util_uri *u,
                            const char *const *allowed, const char *what,
                            struct r3m_error *err);
