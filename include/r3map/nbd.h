@@ -154,8 +154,9 @@ int r3m_nbd_server_listen (struct r3m_nbd_server *srv, const char *uri,
 int r3m_nbd_server_start (struct r3m_nbd_server *srv, struct r3m_error *err);
 
 /* The addresses clients connect to, one per bound socket, with the real
- * port: "nbd://127.0.0.1:10809", "nbd+unix:///?socket=/tmp/s".  Valid
- * until the server is freed. */
+ * port: "nbd://127.0.0.1:10809", "nbd+unix:///?socket=/tmp/s"; the scheme
+ * says nbds when the listener requires TLS.  Valid until shutdown, which
+ * closes the listeners (the count is 0 after it). */
 size_t r3m_nbd_server_address_count (const struct r3m_nbd_server *srv);
 const char *r3m_nbd_server_address (const struct r3m_nbd_server *srv,
                                     size_t i);
