@@ -12,7 +12,7 @@ build_pkgs=(
 )
 # Peers and services the test suite drives for real.
 test_pkgs=(
-  libnbd-bin nbdkit qemu-utils fio redis-server sqlite3 python3-libnbd
+  python3 libnbd-bin nbdkit qemu-utils fio redis-server sqlite3 python3-libnbd
   nbd-client qemu-system-x86 busybox-static cpio iproute2 psmisc
 )
 

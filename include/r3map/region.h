@@ -59,11 +59,19 @@ struct r3m_region_options {
    * Called once per chunk per time it becomes local, from any thread. */
   r3m_chunk_fn on_chunk_local;
   void *on_chunk_local_user;
-  /* Called before the pusher snapshots a dirty chunk, for frontends whose
-   * writes bypass r3m_region_write (a userfaultfd mapping re-protects the
-   * chunk here so later writes are seen).  NULL = nothing to do. */
+  /* Called before the pusher copies a dirty chunk out of the cache, for
+   * frontends whose writes bypass r3m_region_write (a userfaultfd mapping
+   * write-protects the chunk here so later writes fault and are reported
+   * with r3m_region_mark_dirty).  The chunk's write generation is recorded
+   * before the call, so a write marked after it keeps the chunk dirty.
+   * r3m_region_write calls on this chunk wait until the copy is done, so
+   * the hook must not make one.  NULL = nothing to do. */
   r3m_chunk_fn before_push;
   void *before_push_user;
+  /* How long r3m_region_close waits for background work stuck in a
+   * backend (the final push and flushes, fetches in flight) before it
+   * gives up with -ETIMEDOUT; default 30000. */
+  uint32_t close_timeout_ms;
 };
 
 /* Fill in the defaults. */
@@ -79,7 +87,12 @@ int r3m_region_open (struct r3m_backend *remote, struct r3m_backend *cache,
 
 /* Stop background pull, push every dirty chunk, flush cache and remote, and
  * free the region.  Never hangs on a failed backend: the first error of the
- * final push/flush is returned (the region is freed either way). */
+ * final push/flush is returned (the region is freed either way).  If a
+ * backend call does not return within opts.close_timeout_ms, close returns
+ * -ETIMEDOUT: chunks not pushed by then are lost to the remote, and the
+ * engine's memory is released when the stuck call finally returns (the
+ * backend must not be closed under it unless its close cancels it).
+ * No other call on the region may run concurrently with or after close. */
 int r3m_region_close (struct r3m_region *r, struct r3m_error *err);
 
 uint64_t r3m_region_size (const struct r3m_region *r);
@@ -87,7 +100,9 @@ uint32_t r3m_region_chunk_size (const struct r3m_region *r);
 
 int r3m_region_read (struct r3m_region *r, void *buf, size_t len,
                      uint64_t off);
-/* flags: R3M_IO_FUA (the data is pushed and the remote flushed first). */
+/* flags: R3M_IO_FUA (the data is pushed and the remote flushed first).
+ * Writes, zeroes, trims and mark_dirty fail with -EPERM when the remote is
+ * read-only. */
 int r3m_region_write (struct r3m_region *r, const void *buf, size_t len,
                       uint64_t off, unsigned flags);
 int r3m_region_zero (struct r3m_region *r, size_t len, uint64_t off,
@@ -134,7 +149,7 @@ struct r3m_region_status {
   uint64_t chunks_dirty;      /* written and not yet pushed */
   uint64_t fetches_demand;    /* chunk fetches a caller waited for */
   uint64_t fetches_background;
-  uint64_t bytes_fetched;
+  uint64_t bytes_fetched;     /* transferred (zero extents add none) */
   uint64_t pushes;            /* chunk pushes completed */
   uint64_t bytes_pushed;
   uint64_t errors;            /* failed remote or cache operations */

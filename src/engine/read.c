@@ -1,0 +1,268 @@
+/* Reads through a region.
+ *
+ * A read is cut into batches of up to BATCH chunks.  For each batch:
+ *   1. claim: LOCAL chunks get a reader count (invalidate waits for it),
+ *      REMOTE chunks become BUSY and are ours to fetch, BUSY chunks are
+ *      somebody else's fetch and are waited for last;
+ *   2. our fetches are all submitted at once (urgent), straight into the
+ *      caller's buffer where a chunk is wholly inside it;
+ *   3. runs of LOCAL chunks are copied out of the cache, one call per run;
+ *   4. our fetches are waited for, retried, stored and made LOCAL;
+ *   5. chunks that were BUSY elsewhere are waited for one at a time.
+ * Step 5 comes after every chunk we made BUSY has left BUSY, so a reader
+ * never waits while holding a claim another reader may wait on.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "engine/fetch.h"
+
+#define BATCH 64
+
+enum claim { CL_LOCAL, CL_MINE, CL_WAIT };
+
+struct span {                 /* the part of chunk c the caller reads */
+  uint64_t c;
+  uint64_t off;               /* absolute offset */
+  size_t len;
+  unsigned char *dst;
+};
+
+static struct span
+span_of (struct r3m_region *r, uint64_t c, unsigned char *buf, uint64_t off,
+         uint64_t end)
+{
+  uint64_t cs = eng_chunk_off (r, c), ce = cs + eng_chunk_len (r, c);
+  uint64_t s = off > cs ? off : cs, e = end < ce ? end : ce;
+  return (struct span) { c, s, (size_t) (e - s), buf + (s - off) };
+}
+
+static bool
+span_whole (struct r3m_region *r, const struct span *sp)
+{
+  return sp->len == eng_chunk_len (r, sp->c);
+}
+
+static void
+release_reader (struct r3m_region *r, uint64_t c)
+{
+  eng_lock (r, c);
+  if (--r->chunk[c].readers == 0)
+    eng_wake (r, c);
+  eng_unlock (r, c);
+}
+
+static enum claim
+claim (struct r3m_region *r, uint64_t c)
+{
+  struct eng_chunk *ch = &r->chunk[c];
+  enum claim k;
+  eng_lock (r, c);
+  if (ch->state == ENG_LOCAL) {
+    ch->readers++;
+    k = CL_LOCAL;
+  } else if (ch->state == ENG_REMOTE) {
+    ch->state = ENG_BUSY;
+    k = CL_MINE;
+  } else
+    k = CL_WAIT;
+  eng_unlock (r, c);
+  return k;
+}
+
+/* Copy [off, off+len) of LOCAL chunks out of the cache, then release the
+ * reader counts of chunks first..last. */
+static int
+read_local_run (struct r3m_region *r, uint64_t first, uint64_t last,
+                unsigned char *dst, size_t len, uint64_t off)
+{
+  int e = r3m_backend_pread (r->cache, dst, len, off);
+  for (uint64_t c = first; c <= last; c++)
+    release_reader (r, c);
+  if (e < 0)
+    eng_fail (r, e, "read of %s at %llu", r3m_backend_describe (r->cache),
+              (unsigned long long) off);
+  return e;
+}
+
+/* Read one chunk's span, waiting for other fetches and fetching it
+ * ourselves if it is (or becomes) REMOTE.  Used for single-chunk reads and
+ * for chunks another thread was fetching when a batch claimed them. */
+static int
+read_slow (struct r3m_region *r, const struct span *sp)
+{
+  struct eng_chunk *ch = &r->chunk[sp->c];
+  for (;;) {
+    eng_lock (r, sp->c);
+    while (ch->state == ENG_BUSY)
+      eng_wait (r, sp->c);
+    enum claim k = CL_MINE;
+    if (ch->state == ENG_LOCAL) {
+      ch->readers++;
+      k = CL_LOCAL;
+    } else
+      ch->state = ENG_BUSY;
+    eng_unlock (r, sp->c);
+
+    if (k == CL_LOCAL)
+      return read_local_run (r, sp->c, sp->c, sp->dst, sp->len, sp->off);
+
+    /* A whole chunk is fetched straight into the caller's buffer. */
+    bool whole = span_whole (r, sp);
+    unsigned char *tmp = whole ? sp->dst : malloc (eng_chunk_len (r, sp->c));
+    int e = tmp ? eng_fetch_sync (r, sp->c, tmp) : -ENOMEM;
+    bool local = eng_fetch_finish (r, sp->c, e);
+    if (local && !whole)
+      memcpy (sp->dst, tmp + (sp->off - eng_chunk_off (r, sp->c)), sp->len);
+    if (!whole)
+      free (tmp);
+    if (e < 0)
+      return e;
+    if (local)
+      return 0;
+    /* Invalidated while we fetched: go round again for the new data. */
+  }
+}
+
+/* Fetch, store and finish the chunks we claimed; copy partial ones out of
+ * their bounce buffers.  Returns the first error. */
+static int
+finish_mine (struct r3m_region *r, struct span *sp, enum claim *k, size_t n,
+             struct eng_dfetch *f, unsigned char **bounce)
+{
+  int first_err = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (k[i] != CL_MINE)
+      continue;
+    int e = f[i].io.buf ? eng_fetch_retry (r, &f[i]) : -ENOMEM;
+    if (!f[i].io.buf)
+      eng_fail (r, e, "fetch of chunk %llu", (unsigned long long) sp[i].c);
+    if (e == 0)
+      e = eng_fetch_store (r, sp[i].c, f[i].io.buf);
+    bool local = eng_fetch_finish (r, sp[i].c, e);
+    if (local && bounce[i])
+      memcpy (sp[i].dst,
+              bounce[i] + (sp[i].off - eng_chunk_off (r, sp[i].c)),
+              sp[i].len);
+    if (e == 0 && !local)
+      k[i] = CL_WAIT;           /* stale: read it again in step 5 */
+    if (e < 0 && first_err == 0)
+      first_err = e;
+  }
+  return first_err;
+}
+
+static int
+read_batch (struct r3m_region *r, unsigned char *buf, uint64_t off,
+            uint64_t end, uint64_t first, size_t n)
+{
+  struct span sp[BATCH];
+  enum claim k[BATCH];
+  struct eng_dfetch f[BATCH];
+  unsigned char *bounce[BATCH] = { 0 };
+  struct eng_group g;
+  bool any_mine = false;
+  int err = 0;
+
+  for (size_t i = 0; i < n; i++) {
+    sp[i] = span_of (r, first + i, buf, off, end);
+    k[i] = claim (r, first + i);
+    if (k[i] == CL_MINE)
+      any_mine = true;
+  }
+
+  /* 2. Submit our fetches together. */
+  if (any_mine) {
+    eng_group_init (&g);
+    for (size_t i = 0; i < n; i++) {
+      if (k[i] != CL_MINE)
+        continue;
+      void *dst = sp[i].dst;
+      if (!span_whole (r, &sp[i])) {
+        bounce[i] = malloc (eng_chunk_len (r, sp[i].c));
+        dst = bounce[i];
+      }
+      if (dst)
+        eng_group_submit (r, &g, &f[i], sp[i].c, dst);
+      else {
+        f[i].chunk = sp[i].c;
+        f[i].result = -ENOMEM;
+        f[i].io.buf = NULL;
+      }
+    }
+  }
+
+  /* 3. Runs of LOCAL chunks, one cache read per run. */
+  for (size_t i = 0; i < n;) {
+    if (k[i] != CL_LOCAL) {
+      i++;
+      continue;
+    }
+    size_t j = i;
+    while (j + 1 < n && k[j + 1] == CL_LOCAL)
+      j++;
+    size_t len = (size_t) (sp[j].off + sp[j].len - sp[i].off);
+    int e = read_local_run (r, sp[i].c, sp[j].c, sp[i].dst, len, sp[i].off);
+    if (e < 0 && err == 0)
+      err = e;
+    i = j + 1;
+  }
+
+  /* 4. Our fetches. */
+  if (any_mine) {
+    eng_group_wait (&g);
+    eng_group_destroy (&g);
+    int e = finish_mine (r, sp, k, n, f, bounce);
+    if (e < 0 && err == 0)
+      err = e;
+    for (size_t i = 0; i < n; i++)
+      free (bounce[i]);
+  }
+
+  /* 5. Other threads' fetches. */
+  for (size_t i = 0; i < n; i++) {
+    if (k[i] != CL_WAIT)
+      continue;
+    int e = read_slow (r, &sp[i]);
+    if (e < 0 && err == 0)
+      err = e;
+  }
+  return err;
+}
+
+int
+r3m_region_read (struct r3m_region *r, void *buf, size_t len, uint64_t off)
+{
+  int e = eng_gate (r);
+  if (e < 0)
+    return e;
+  if (off > r->size || len > r->size - off)
+    return -EINVAL;
+  if (len == 0)
+    return 0;
+  if (!r->cache) {
+    e = r3m_backend_pread (r->remote, buf, len, off);
+    if (e < 0)
+      eng_fail (r, e, "read of %s at %llu", r3m_backend_describe (r->remote),
+                (unsigned long long) off);
+    return e;
+  }
+
+  uint64_t end = off + len;
+  uint64_t first = off >> r->shift, last = (end - 1) >> r->shift;
+  if (first == last) {
+    /* One chunk (the common small read): no batch bookkeeping. */
+    struct span sp = span_of (r, first, buf, off, end);
+    return read_slow (r, &sp);
+  }
+  int err = 0;
+  for (uint64_t c = first; c <= last; c += BATCH) {
+    size_t n = last - c + 1 < BATCH ? (size_t) (last - c + 1) : BATCH;
+    e = read_batch (r, buf, off, end, c, n);
+    if (e < 0 && err == 0)
+      err = e;
+  }
+  return err;
+}
