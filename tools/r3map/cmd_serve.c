@@ -5,7 +5,7 @@
  * file (the readiness signal tests wait for), then sleeps in sigwaitinfo.
  * A signal runs the graceful shutdown: in-flight requests finish, every
  * writable backend is flushed, the pid file and Unix sockets are removed.
- * Clients still connected after --grace seconds are cut off. */
+ * Clients still connected after --grace (default 5s) are cut off. */
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
