@@ -166,34 +166,42 @@ export_free (struct nbd_srv_export *e)
   free (e);
 }
 
-/* Fill e's block sizes from the options and the backend; 0 or -EINVAL. */
+/* Fill e's block sizes from the options and the backend; 0 or -EINVAL.
+ *
+ * The minimum is what the server enforces: 1 unless the export asks for
+ * more.  A backend's own alignment does not need enforcing (the backend
+ * handle does read-modify-write for unaligned requests), so it becomes
+ * the preferred size instead: what a client should use to be efficient. */
 static int
 block_sizes (struct nbd_srv_export *e, const struct r3m_nbd_export_options *o,
              const struct r3m_backend_info *bi, struct r3m_error *err)
 {
-  e->min_block = o->min_block ? o->min_block : bi->align;
-  if (!pow2 (e->min_block) || e->min_block > 65536 || e->min_block < bi->align)
+  e->min_block = o->min_block ? o->min_block : 1;
+  if (!pow2 (e->min_block) || e->min_block > 65536)
     return util_err (err, EINVAL, "export '%s': minimum block size %u must "
-                     "be a power of two from %u to 65536", e->name,
-                     e->min_block, bi->align);
+                     "be a power of two up to 65536", e->name, e->min_block);
+  e->max_payload = o->max_payload ? o->max_payload : NBD_MAX_PAYLOAD;
+  if (e->max_payload < 512 || e->max_payload > (64u << 20))
+    return util_err (err, EINVAL, "export '%s': maximum payload %u must be "
+                     "from 512 bytes to 64 MiB", e->name, e->max_payload);
   uint32_t pref = o->preferred_block;
   if (!pref) {
-    pref = pow2 (bi->preferred_io) ? bi->preferred_io : 4096;
-    if (pref < 4096)
-      pref = 4096;
-    if (pref < e->min_block)
+    pref = 4096;
+    if (pow2 (bi->preferred_io) && bi->preferred_io > pref)
+      pref = bi->preferred_io;
+    if (bi->align > pref)
+      pref = bi->align;
+    if (e->min_block > pref)
       pref = e->min_block;
+    while (pref > e->max_payload)
+      pref /= 2;
   }
   e->pref_block = pref;
-  if (!pow2 (pref) || pref < 512 || pref < e->min_block)
+  if (!pow2 (pref) || pref < 512 || pref < e->min_block
+      || pref > e->max_payload)
     return util_err (err, EINVAL, "export '%s': preferred block size %u must "
-                     "be a power of two, at least 512 and the minimum",
-                     e->name, pref);
-  e->max_payload = o->max_payload ? o->max_payload : NBD_MAX_PAYLOAD;
-  if (e->max_payload < pref || e->max_payload > (64u << 20))
-    return util_err (err, EINVAL, "export '%s': maximum payload %u must be "
-                     "from the preferred block size to 64 MiB", e->name,
-                     e->max_payload);
+                     "be a power of two from 512 and the minimum to the "
+                     "maximum payload", e->name, pref);
   return 0;
 }
 
