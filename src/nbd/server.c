@@ -239,7 +239,6 @@ r3m_nbd_server_add_export (struct r3m_nbd_server *srv, const char *name,
   e->inline_io = !backend->ops->submit && bi->async_threads == 0;
   e->direct = e->inline_io ? r3m_backend_direct (backend) : NULL;
   e->fast_zero = bi->flags & R3M_BACKEND_FAST_ZERO;
-  e->io_max = bi->max_io;
   int r = block_sizes (e, o, bi, err);
   pthread_mutex_lock (&srv->lock);
   struct nbd_srv_export **a = NULL;

@@ -79,7 +79,6 @@ struct nbd_srv_export {
                                  offers direct access (inline only) */
   bool fast_zero;             /* backend zeroes faster than it writes */
   uint32_t min_block, pref_block, max_payload;
-  uint32_t io_max;            /* backend's largest request, 0 = any */
   struct nbd_srv_meta *metas; /* metas[0] is base:allocation */
   size_t nmetas;
 };
