@@ -22,6 +22,8 @@ be_open_fn be_memory_open;      /* memory:SIZE (memory.c) */
 be_open_fn be_pattern_open;     /* pattern:SIZE (pattern.c) */
 be_open_fn be_file_open;        /* file:PATH[?size=SIZE] (file.c) */
 be_open_fn be_dir_open;         /* dir:PATH?size=&chunk=[&max-open=] (dir.c) */
+be_open_fn be_nbd_open;         /* nbd://, nbds://, nbd+unix://, nbds+unix://
+                                   (nbd/client_backend.c) */
 
 /* Constructors for callers that have the parameters already (tests). */
 int be_memory_new (uint64_t size, unsigned open_flags,

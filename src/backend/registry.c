@@ -20,6 +20,10 @@ static const struct {
   { "pattern", be_pattern_open, "pattern:SIZE" },
   { "file",    be_file_open,    "file:PATH[?size=SIZE]" },
   { "dir",     be_dir_open,     "dir:PATH?size=SIZE&chunk=SIZE[&max-open=N]" },
+  { "nbd",       be_nbd_open, "nbd://HOST[:PORT][/EXPORT][?PARAMS]" },
+  { "nbds",      be_nbd_open, "nbds://HOST[:PORT][/EXPORT][?tls-ca=FILE&...]" },
+  { "nbd+unix",  be_nbd_open, "nbd+unix:///[EXPORT]?socket=PATH" },
+  { "nbds+unix", be_nbd_open, "nbds+unix:///[EXPORT]?socket=PATH&tls-hostname=NAME" },
 };
 
 #define NSCHEMES (sizeof schemes / sizeof schemes[0])
