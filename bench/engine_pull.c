@@ -20,6 +20,7 @@
 #include <r3map/backend.h>
 #include <r3map/region.h>
 
+#include "fault.h"
 #include "util/size.h"
 #include "util/time.h"
 
@@ -223,6 +224,49 @@ read_table (struct r3m_backend *remote, uint64_t size, unsigned repeat,
   r3m_backend_close (cache);
 }
 
+/* Pull over a remote with 1 ms per request (a stand-in for a network
+ * round trip; the fault backend delays each read on 64 threads): the
+ * window is what keeps many requests in flight from one puller. */
+static void
+latency_table (unsigned repeat, FILE *js)
+{
+  uint64_t size = 64ull << 20;
+  uint32_t chunk = 64 * 1024;
+  struct r3m_backend *mem = open_memory (size), *remote;
+  fill (mem, size);
+  struct tfault *f;
+  if (tfault_new (mem, chunk, 64, &remote, &f) < 0)
+    exit (1);
+  struct tfault_rule delay = { .ops = TF_OP (R3M_IO_READ), .stall = true,
+                               .stall_ms = 1 };
+  tfault_add (f, &delay);
+  static const unsigned windows[] = { 1, 4, 16, 64 };
+  printf ("\nPull of 64 MiB in 64 KiB chunks from a remote with 1 ms per "
+          "request, 1 worker (median of %u)\n\n| window | seconds | GB/s | "
+          "ideal seconds |\n|---:|---:|---:|---:|\n", repeat);
+  if (js)
+    fprintf (js, "  \"latency_1ms\": [\n");
+  double *v = calloc (repeat, sizeof *v);
+  for (size_t i = 0; i < 4; i++) {
+    struct cfg c = { chunk, windows[i], 1 };
+    for (unsigned k = 0; k < repeat; k++)
+      v[k] = pull_once (remote, size, &c, true);
+    double gbs = median (v, repeat);
+    double secs = (double) size / gbs / 1e9;
+    double ideal = (double) (size / chunk) * 0.001 / windows[i];
+    printf ("| %u | %.3f | %.3f | %.3f |\n", windows[i], secs, gbs, ideal);
+    if (js)
+      fprintf (js, "    {\"window\": %u, \"seconds\": %.4f, \"ideal\": "
+               "%.4f}%s\n", windows[i], secs, ideal, i < 3 ? "," : "");
+  }
+  if (js)
+    fprintf (js, "  ],\n");
+  free (v);
+  tfault_release (f);
+  r3m_backend_close (remote);
+  r3m_backend_close (mem);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -275,6 +319,7 @@ main (int argc, char **argv)
              "  \"repeat\": %u,\n  \"unit\": \"GB/s\",\n",
              (unsigned long long) size, repeat);
   read_table (remote, size, repeat, js);
+  latency_table (repeat, js);
   if (js)
     fprintf (js, "  \"results\": [\n");
   printf ("\n");

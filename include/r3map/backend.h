@@ -130,6 +130,12 @@ struct r3m_backend_ops {
 
   /* Release self.  No I/O is in flight when it is called. */
   void (*close) (void *self);
+
+  /* Plain memory stores only: the address of byte 0 of the store, which
+   * callers may read and (unless the handle is read-only) write directly
+   * for the life of the handle, as a zero-copy alternative to pread and
+   * pwrite.  NULL slot or NULL result: no direct access. */
+  void *(*direct) (void *self);
 };
 
 /* Wrap an implementation in a handle.  On success the handle owns `self`
@@ -174,6 +180,11 @@ int r3m_backend_trim (struct r3m_backend *b, size_t len, uint64_t off);
 int r3m_backend_extents (struct r3m_backend *b, uint64_t off, uint64_t len,
                          struct r3m_extent *ext, size_t max, size_t *n);
 int r3m_backend_submit (struct r3m_backend *b, struct r3m_io *io);
+
+/* The store's memory when the backend offers direct access (see the
+ * `direct` slot), else NULL.  The NBD server uses it to receive WRITE
+ * payloads into the store and send READ data from it without a copy. */
+void *r3m_backend_direct (struct r3m_backend *b);
 
 #ifdef __cplusplus
 }

@@ -89,11 +89,14 @@ struct r3m_nbd_export_options {
   bool read_only;            /* advertise READ_ONLY, refuse writes (EPERM);
                                 also implied by a read-only backend */
   uint32_t min_block;        /* power of two <= 64 KiB; requests must be
-                                aligned to it (EINVAL otherwise);
-                                0 = the backend's alignment */
-  uint32_t preferred_block;  /* power of two; 0 = max(4096, min_block,
-                                the backend's preferred size) */
-  uint32_t max_payload;      /* largest READ/WRITE; 0 = 32 MiB */
+                                aligned to it (EINVAL otherwise); 0 = 1, no
+                                constraint (a backend that needs aligned
+                                I/O gets read-modify-write from its handle) */
+  uint32_t preferred_block;  /* power of two; 0 = the largest of 4096,
+                                min_block, the backend's alignment and its
+                                preferred size, at most max_payload */
+  uint32_t max_payload;      /* largest READ/WRITE, 512 B to 64 MiB;
+                                0 = 32 MiB */
   bool no_multi_conn;        /* do not advertise CAN_MULTI_CONN (it is
                                 advertised by default: every connection
                                 shares the backend, so a flush on one covers
@@ -154,8 +157,9 @@ int r3m_nbd_server_listen (struct r3m_nbd_server *srv, const char *uri,
 int r3m_nbd_server_start (struct r3m_nbd_server *srv, struct r3m_error *err);
 
 /* The addresses clients connect to, one per bound socket, with the real
- * port: "nbd://127.0.0.1:10809", "nbd+unix:///?socket=/tmp/s".  Valid
- * until the server is freed. */
+ * port: "nbd://127.0.0.1:10809", "nbd+unix:///?socket=/tmp/s"; the scheme
+ * says nbds when the listener requires TLS.  Valid until shutdown, which
+ * closes the listeners (the count is 0 after it). */
 size_t r3m_nbd_server_address_count (const struct r3m_nbd_server *srv);
 const char *r3m_nbd_server_address (const struct r3m_nbd_server *srv,
                                     size_t i);

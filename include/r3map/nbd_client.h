@@ -11,7 +11,10 @@
  *
  * Query parameters: inflight=N (requests on the wire per connection,
  * default 64), connections=N (default 4, used only when the server
- * advertises multi-conn), connect-timeout=SECONDS (default 30, 0 = none),
+ * advertises multi-conn), connect-timeout=SECONDS (bounds the handshake,
+ * default 30, 0 = none), request-timeout=SECONDS (a request without a
+ * reply for that long fails every request with ETIMEDOUT; default 0 =
+ * wait for ever, since some stores are legitimately slow),
  * tls-ca=FILE, tls-cert=FILE and tls-key=FILE (client certificate),
  * tls-hostname=NAME.
  *

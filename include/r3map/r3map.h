@@ -5,6 +5,7 @@
 #include <r3map/error.h>
 #include <r3map/backend.h>
 #include <r3map/region.h>
+#include <r3map/uffd.h>
 #include <r3map/fuse.h>
 
 #define R3M_VERSION_STRING "0.1.0"

@@ -149,7 +149,7 @@ struct r3m_region_status {
   uint64_t chunks_dirty;      /* written and not yet pushed */
   uint64_t fetches_demand;    /* chunk fetches a caller waited for */
   uint64_t fetches_background;
-  uint64_t bytes_fetched;
+  uint64_t bytes_fetched;     /* transferred (zero extents add none) */
   uint64_t pushes;            /* chunk pushes completed */
   uint64_t bytes_pushed;
   uint64_t errors;            /* failed remote or cache operations */

@@ -268,3 +268,9 @@ r3m_backend_submit (struct r3m_backend *b, struct r3m_io *io)
   }
   return be_async_submit (b, io);
 }
+
+void *
+r3m_backend_direct (struct r3m_backend *b)
+{
+  return b->ops->direct ? b->ops->direct (b->self) : NULL;
+}

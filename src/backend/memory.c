@@ -61,6 +61,13 @@ memory_trim (void *self, size_t len, uint64_t off)
   return memory_zero (self, len, off, 0);
 }
 
+static void *
+memory_direct (void *self)
+{
+  struct memory *m = self;
+  return m->base;
+}
+
 static void
 memory_close (void *self)
 {
@@ -76,6 +83,7 @@ static const struct r3m_backend_ops memory_ops = {
   .pwrite = memory_pwrite,
   .zero = memory_zero,
   .trim = memory_trim,
+  .direct = memory_direct,
   .close = memory_close,
 };
 

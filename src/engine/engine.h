@@ -94,6 +94,7 @@ struct eng_fetch {
   uint64_t chunk;
   unsigned attempt;
   int result;
+  bool zero;                  /* the remote said zeros: no transfer */
   struct eng_fetch *next;     /* completion queue or free list */
   unsigned char *buf;
 };
@@ -110,6 +111,9 @@ struct eng_puller {
   unsigned inflight;          /* submitted, completion not yet handled */
   unsigned window;
   unsigned running;           /* worker threads not yet exited */
+  bool scanning, scanned;     /* one worker asks the remote for zero
+                                 extents before anybody claims */
+  uint64_t inval_epoch;       /* bumped by every invalidate */
   bool stop;                  /* closing: no new work, discard results */
   uint64_t deadline_ns;       /* stop: exit by then even with inflight */
   int error;                  /* positive errno that stopped the pull */
@@ -160,6 +164,7 @@ struct r3m_region {
   size_t nwords;              /* words of each bitmap */
   _Atomic uint64_t *dirty_bits;  /* dirty chunks (a hint; records decide) */
   _Atomic uint64_t *track_bits;  /* written since the last track_take */
+  _Atomic uint64_t *zero_bits;   /* the remote reports zeros (pull hint) */
   atomic_bool tracking;
 
   pthread_mutex_t gate_mu;    /* leaf: guards waiting on gate_cv */
@@ -246,6 +251,9 @@ int eng_gate (struct r3m_region *r);
 int eng_puller_start (struct r3m_region *r);
 /* Stop claiming; workers exit when nothing is in flight or at deadline. */
 void eng_puller_stop (struct r3m_region *r, uint64_t deadline_ns);
+/* The remote changed under these chunks: drop their zero hints. */
+void eng_puller_forget_zeros (struct r3m_region *r, const uint64_t *chunks,
+                              size_t n);
 /* Put chunks first in the pull order (invalidate, failed fetches). */
 void eng_puller_requeue (struct r3m_region *r, const uint64_t *chunks,
                          size_t n);

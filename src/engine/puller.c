@@ -128,6 +128,9 @@ claim_next_locked (struct r3m_region *r)
   }
   f->chunk = c;
   f->attempt = 0;
+  f->zero = (atomic_load_explicit (&r->zero_bits[c / 64],
+                                   memory_order_relaxed)
+             >> (c % 64)) & 1;
   return f;
 }
 
@@ -191,7 +194,15 @@ store (struct r3m_region *r, struct eng_fetch *f)
   if (e < 0)
     eng_fail (r, e, "background fetch of chunk %llu from %s",
               (unsigned long long) c, r3m_backend_describe (r->remote));
-  else {
+  else if (f->zero) {
+    e = r3m_backend_zero (r->cache, len, eng_chunk_off (r, c),
+                          R3M_IO_MAY_TRIM);
+    if (e < 0)
+      eng_fail (r, e, "zeroing chunk %llu in %s", (unsigned long long) c,
+                r3m_backend_describe (r->cache));
+    else
+      atomic_fetch_add (&r->fetch_bg, 1);  /* no bytes moved */
+  } else {
     e = r3m_backend_pwrite (r->cache, f->buf, len, eng_chunk_off (r, c), 0);
     if (e < 0)
       eng_fail (r, e, "storing chunk %llu in %s", (unsigned long long) c,
@@ -235,6 +246,60 @@ store (struct r3m_region *r, struct eng_fetch *f)
   eng_unref (r);
 }
 
+/* Ask the remote which chunks read as zeros (R3M_EXTENT_ZERO over the
+ * whole chunk); the puller zeroes those in the cache instead of fetching
+ * them.  Only a hint: errors leave it empty.  The answer is published under
+ * pull.mu only if no invalidation happened meanwhile (invalidate clears
+ * bits under the same lock), so it never revives a changed chunk. */
+static void
+scan_zeros (struct r3m_region *r)
+{
+  enum { MAX = 256 };
+  struct r3m_extent ext[MAX];
+  struct eng_puller *p = &r->pull;
+  uint64_t *bits = calloc (r->nwords, sizeof *bits);
+  if (!bits)
+    return;
+  pthread_mutex_lock (&p->mu);
+  uint64_t epoch = p->inval_epoch;
+  pthread_mutex_unlock (&p->mu);
+
+  bool any = false;
+  uint64_t off = 0;
+  while (off < r->size && !atomic_load (&r->closing)) {
+    size_t n = 0;
+    if (r3m_backend_extents (r->remote, off, r->size - off, ext, MAX, &n) < 0
+        || n == 0)
+      break;
+    for (size_t i = 0; i < n && off < r->size; i++) {
+      uint64_t len = ext[i].len;
+      if (len == 0)
+        goto done;              /* a malformed answer: stop believing it */
+      if (len > r->size - off)
+        len = r->size - off;
+      if (ext[i].flags & R3M_EXTENT_ZERO) {
+        /* Chunks wholly inside [off, off + len). */
+        for (uint64_t c = (off + r->cs - 1) >> r->shift; c < r->nchunks;
+             c++) {
+          if (eng_chunk_off (r, c) + eng_chunk_len (r, c) > off + len)
+            break;
+          bits[c / 64] |= UINT64_C (1) << (c % 64);
+          any = true;
+        }
+      }
+      off += len;
+    }
+  }
+done:
+  pthread_mutex_lock (&p->mu);
+  if (any && p->inval_epoch == epoch)
+    for (size_t w = 0; w < r->nwords; w++)
+      if (bits[w])
+        atomic_fetch_or (&r->zero_bits[w], bits[w]);
+  pthread_mutex_unlock (&p->mu);
+  free (bits);
+}
+
 static void *
 worker (void *arg)
 {
@@ -259,8 +324,35 @@ worker (void *arg)
       pthread_cond_timedwait (&p->cv, &p->mu, &ts);
       continue;
     }
+    if (!p->scanned) {
+      if (p->scanning) {
+        pthread_cond_wait (&p->cv, &p->mu);
+        continue;
+      }
+      p->scanning = true;
+      pthread_mutex_unlock (&p->mu);
+      scan_zeros (r);
+      pthread_mutex_lock (&p->mu);
+      p->scanned = true;
+      pthread_cond_broadcast (&p->cv);
+      continue;
+    }
     if (p->error == 0 && p->inflight < p->window) {
       struct eng_fetch *f = claim_next_locked (r);
+      if (f && f->zero) {
+        /* The remote said this chunk reads as zeros: no transfer, the
+         * store zeroes it in the cache. */
+        p->inflight++;
+        eng_ref (r);
+        f->result = 0;
+        f->next = NULL;
+        if (p->done_tail)
+          p->done_tail->next = f;
+        else
+          p->done_head = f;
+        p->done_tail = f;
+        continue;
+      }
       if (f) {
         p->inflight++;
         pthread_mutex_unlock (&p->mu);
@@ -360,13 +452,27 @@ eng_puller_stop (struct r3m_region *r, uint64_t deadline_ns)
 }
 
 void
+eng_puller_forget_zeros (struct r3m_region *r, const uint64_t *chunks,
+                         size_t n)
+{
+  struct eng_puller *p = &r->pull;
+  pthread_mutex_lock (&p->mu);
+  p->inval_epoch++;
+  for (size_t i = 0; i < n; i++)
+    atomic_fetch_and (&r->zero_bits[chunks[i] / 64],
+                      ~(UINT64_C (1) << (chunks[i] % 64)));
+  pthread_mutex_unlock (&p->mu);
+}
+
+void
 eng_puller_requeue (struct r3m_region *r, const uint64_t *chunks, size_t n)
 {
   struct eng_puller *p = &r->pull;
   if (p->nthreads == 0)
     return;
   pthread_mutex_lock (&p->mu);
-  for (size_t i = 0; i < n; i++)
+  /* A stopped puller consumes nothing: do not let the queue grow. */
+  for (size_t i = 0; i < n && !p->stop && p->error == 0; i++)
     queue_push_locked (p, chunks[i]);
   pthread_cond_broadcast (&p->cv);
   pthread_mutex_unlock (&p->mu);

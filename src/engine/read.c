@@ -88,7 +88,8 @@ read_local_run (struct r3m_region *r, uint64_t first, uint64_t last,
 }
 
 /* Read one chunk's span, waiting for other fetches and fetching it
- * ourselves if it is (or becomes) REMOTE. */
+ * ourselves if it is (or becomes) REMOTE.  Used for single-chunk reads and
+ * for chunks another thread was fetching when a batch claimed them. */
 static int
 read_slow (struct r3m_region *r, const struct span *sp)
 {
@@ -108,13 +109,15 @@ read_slow (struct r3m_region *r, const struct span *sp)
     if (k == CL_LOCAL)
       return read_local_run (r, sp->c, sp->c, sp->dst, sp->len, sp->off);
 
-    uint32_t clen = eng_chunk_len (r, sp->c);
-    unsigned char *tmp = malloc (clen);
+    /* A whole chunk is fetched straight into the caller's buffer. */
+    bool whole = span_whole (r, sp);
+    unsigned char *tmp = whole ? sp->dst : malloc (eng_chunk_len (r, sp->c));
     int e = tmp ? eng_fetch_sync (r, sp->c, tmp) : -ENOMEM;
     bool local = eng_fetch_finish (r, sp->c, e);
-    if (local)
+    if (local && !whole)
       memcpy (sp->dst, tmp + (sp->off - eng_chunk_off (r, sp->c)), sp->len);
-    free (tmp);
+    if (!whole)
+      free (tmp);
     if (e < 0)
       return e;
     if (local)
@@ -249,6 +252,11 @@ r3m_region_read (struct r3m_region *r, void *buf, size_t len, uint64_t off)
 
   uint64_t end = off + len;
   uint64_t first = off >> r->shift, last = (end - 1) >> r->shift;
+  if (first == last) {
+    /* One chunk (the common small read): no batch bookkeeping. */
+    struct span sp = span_of (r, first, buf, off, end);
+    return read_slow (r, &sp);
+  }
   int err = 0;
   for (uint64_t c = first; c <= last; c += BATCH) {
     size_t n = last - c + 1 < BATCH ? (size_t) (last - c + 1) : BATCH;

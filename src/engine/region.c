@@ -67,6 +67,7 @@ destroy (struct r3m_region *r)
   free (r->chunk);
   free ((void *) r->dirty_bits);
   free ((void *) r->track_bits);
+  free ((void *) r->zero_bits);
   free (r);
 }
 
@@ -136,9 +137,10 @@ alloc_tables (struct r3m_region *r)
     r->nwords = 1;
   r->dirty_bits = calloc (r->nwords, sizeof *r->dirty_bits);
   r->track_bits = calloc (r->nwords, sizeof *r->track_bits);
+  r->zero_bits = calloc (r->nwords, sizeof *r->zero_bits);
   if (r->cache && r->nchunks > 0)
     r->chunk = calloc ((size_t) r->nchunks, sizeof *r->chunk);
-  if (!r->stripe || !r->dirty_bits || !r->track_bits
+  if (!r->stripe || !r->dirty_bits || !r->track_bits || !r->zero_bits
       || (r->cache && r->nchunks > 0 && !r->chunk))
     return -ENOMEM;
   for (unsigned i = 0; i < ENG_STRIPES; i++) {

@@ -109,6 +109,8 @@ r3m_region_invalidate (struct r3m_region *r, const uint64_t *chunks, size_t n)
       return -EINVAL;
   if (!r->cache)
     return 0;
+  /* The remote changed: what it said about zeros no longer holds. */
+  eng_puller_forget_zeros (r, chunks, n);
   for (size_t i = 0; i < n; i++)
     invalidate_one (r, chunks[i]);
   eng_puller_requeue (r, chunks, n);

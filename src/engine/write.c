@@ -121,6 +121,7 @@ write_partial (struct r3m_region *r, uint64_t c, const unsigned char *buf,
         eng_written_locked (r, c);
     } else {
       ch->state = ENG_REMOTE;
+      ch->flags &= (uint8_t) ~ENG_F_STALE;
       eng_wake (r, c);
     }
     eng_unlock (r, c);

@@ -48,6 +48,8 @@ struct nbd_cli_opts {
   unsigned inflight;       /* requests on the wire per connection */
   unsigned connections;    /* wanted; 1 unless the server allows more */
   unsigned connect_timeout_ms; /* bounds the handshake; 0 = none */
+  unsigned request_timeout_ms; /* a request unanswered this long kills the
+                                  connection; 0 = wait for ever */
   unsigned open_flags;     /* R3M_OPEN_* */
 };
 
@@ -132,6 +134,7 @@ struct nbd_cli_slot {
   uint8_t state;           /* enum nbd_cli_slot_state */
   bool replied;            /* final reply received (or failed) */
   bool normal;             /* counts against the normal window */
+  uint64_t since;          /* CLOCK_MONOTONIC ns it went out */
   int result;              /* 0 or -errno, valid once replied */
   /* Reader-only state while a structured reply is in progress. */
   bool status_seen;
@@ -152,6 +155,7 @@ struct nbd_cli_conn {
   struct nbd_conn *s;
   struct nbd_cli_export ex;
   uint32_t max_io;             /* READ/WRITE part size */
+  unsigned request_timeout_ms; /* 0 = none */
   void *zero_buf;              /* source of zeros without WRITE_ZEROES */
   size_t zero_len;
 
@@ -174,7 +178,9 @@ struct nbd_cli_conn {
   char msg[R3M_ERROR_MSG_MAX]; /* why it died, "" if unknown or alive */
   char req_msg[R3M_ERROR_MSG_MAX]; /* the server's last error message */
   int req_error;               /* and its -errno */
-  bool threads;                /* reader and sender were started */
+  bool threads;                /* reader and sender were started; set
+                                  once before any request, then only read */
+  bool joined;                 /* ... and have been joined (stop) */
   pthread_t reader, sender;
   atomic_uint load;            /* queued + in flight, for picking a conn;
                                   read without the lock */
@@ -184,6 +190,7 @@ struct nbd_cli_conn {
  * freed by nbd_cli_conn_free. */
 int nbd_cli_conn_new (struct nbd_conn *s, const struct nbd_cli_export *ex,
                       const char *what, unsigned inflight,
+                      unsigned request_timeout_ms,
                       struct nbd_cli_conn **out, struct r3m_error *err);
 /* Start the reader and sender threads. */
 int nbd_cli_conn_start (struct nbd_cli_conn *c, struct r3m_error *err);

@@ -13,10 +13,13 @@
  * blocked on them).
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <r3map/nbd_client.h>
 
@@ -55,6 +58,25 @@ pick (struct nbd_cli_pool *p)
   return best;
 }
 
+/* A peer that vanished without a word (host down, link cut) leaves a TCP
+ * connection open for ever; keepalive probes notice within about a
+ * minute, and the reader then fails every request. */
+static void
+keepalive (struct nbd_conn *s)
+{
+  int fd = nbd_conn_fd (s);
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (fd < 0 || getsockname (fd, (struct sockaddr *) &ss, &sl) < 0
+      || (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+    return;
+  int on = 1, idle = 30, intvl = 10, cnt = 3;
+  setsockopt (fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  setsockopt (fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  setsockopt (fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  setsockopt (fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
+
 /* Connect and negotiate one connection. */
 static int
 open_conn (struct nbd_cli_pool *p, unsigned index, struct nbd_cli_conn **out,
@@ -81,12 +103,66 @@ open_conn (struct nbd_cli_pool *p, unsigned index, struct nbd_cli_conn **out,
     nbd_conn_close (s);
     return r;
   }
-  r = nbd_cli_conn_new (s, &ex, p->o.what, p->o.inflight, out, err);
+  keepalive (s);
+  r = nbd_cli_conn_new (s, &ex, p->o.what, p->o.inflight,
+                        p->o.request_timeout_ms, out, err);
   if (r < 0)
     return r;
   (*out)->pool = p;
   (*out)->index = index;
   return 0;
+}
+
+/* The connections after the first, opened in parallel: a handshake is
+ * four round trips that nothing can pipeline, so over a long link this
+ * is the difference between 2 and `want` handshakes of waiting. */
+struct opener {
+  struct nbd_cli_pool *p;
+  unsigned index;
+  pthread_t thread;
+  bool started;
+  int result;
+  struct r3m_error err;
+};
+
+static void *
+opener_main (void *arg)
+{
+  struct opener *op = arg;
+  op->result = open_conn (op->p, op->index, &op->p->conns[op->index],
+                          &op->err);
+  return NULL;
+}
+
+static int
+open_more (struct nbd_cli_pool *p, unsigned want, struct r3m_error *err)
+{
+  struct opener *op = calloc (want, sizeof *op);
+  if (!op)
+    return util_errno (err, ENOMEM, "%s", p->o.what);
+  for (unsigned i = 1; i < want; i++) {
+    op[i] = (struct opener) { .p = p, .index = i };
+    op[i].started = pthread_create (&op[i].thread, NULL, opener_main,
+                                    &op[i]) == 0;
+    if (!op[i].started)
+      opener_main (&op[i]);
+  }
+  int r = 0;
+  for (unsigned i = 1; i < want; i++) {
+    if (op[i].started)
+      pthread_join (op[i].thread, NULL);
+    if (op[i].result < 0 && r == 0) {
+      r = op[i].result;
+      if (err)
+        *err = op[i].err;
+    }
+  }
+  /* Keep the ones that opened (pool_free releases them) in order. */
+  for (unsigned i = 1; i < want; i++)
+    if (op[i].result == 0)
+      p->conns[p->nconns++] = p->conns[i];
+  free (op);
+  return r;
 }
 
 static int
@@ -148,12 +224,8 @@ pool_open (const char *uri, unsigned flags, struct nbd_cli_pool **out,
   p->nconns = 1;
   unsigned want = (p->conns[0]->ex.flags & NBD_FLAG_CAN_MULTI_CONN)
                   ? p->o.connections : 1;
-  for (unsigned i = 1; i < want; i++) {
-    r = open_conn (p, i, &p->conns[i], err);
-    if (r < 0)
-      goto fail;
-    p->nconns++;
-  }
+  if (want > 1 && (r = open_more (p, want, err)) < 0)
+    goto fail;
   for (unsigned i = 0; i < p->nconns; i++)
     if ((r = nbd_cli_conn_start (p->conns[i], err)) < 0)
       goto fail;

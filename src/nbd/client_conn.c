@@ -41,6 +41,7 @@
 
 #include "nbd/client.h"
 #include "util/error.h"
+#include "util/time.h"
 
 #define BATCH           64            /* requests per writev */
 #define BATCH_BYTES     (8u << 20)    /* payload per writev */
@@ -364,6 +365,7 @@ take_part_locked (struct nbd_cli_conn *c, struct nbd_cli_queue *q,
   sl->cover.n = 0;
   sl->off = io->off + sent;
   sl->len = (uint32_t) len;
+  sl->since = util_now_ns ();
   sl->buf = NULL;
   sl->cmd_flags = 0;
 
@@ -489,14 +491,45 @@ drain_locked (struct nbd_cli_conn *c)
   free (b);
 }
 
+/* How long the oldest request on the wire has waited (c->lock held). */
+static uint64_t
+oldest_wait_ms_locked (const struct nbd_cli_conn *c, uint64_t now)
+{
+  uint64_t oldest = now;
+  for (uint32_t i = 0; i < c->nslots; i++) {
+    const struct nbd_cli_slot *sl = &c->slots[i];
+    if (sl->state == SLOT_SENT && !sl->replied && sl->since < oldest)
+      oldest = sl->since;
+  }
+  return (now - oldest) / 1000000;
+}
+
+/* The sender thread: sends what waits when nobody else does, and with a
+ * request timeout also watches the age of requests on the wire. */
 static void *
 sender_main (void *arg)
 {
   struct nbd_cli_conn *c = arg;
+  unsigned tmo = c->request_timeout_ms;
+  unsigned tick = tmo / 4 > 50 ? tmo / 4 : 50;
   pthread_mutex_lock (&c->lock);
   for (;;) {
-    while (!c->stopping && (c->sending || !sendable_locked (c)))
-      pthread_cond_wait (&c->wake, &c->lock);
+    while (!c->stopping && (c->sending || !sendable_locked (c))) {
+      /* With a timeout, tick even when idle: requests sent by other
+       * threads do not wake this one. */
+      if (!tmo || c->dead) {
+        pthread_cond_wait (&c->wake, &c->lock);
+        continue;
+      }
+      struct timespec ts = util_deadline_ms (tick);
+      pthread_cond_timedwait (&c->wake, &c->lock, &ts);
+      if (!c->dead && oldest_wait_ms_locked (c, util_now_ns ()) >= tmo) {
+        pthread_mutex_unlock (&c->lock);
+        nbd_cli_conn_fail (c, -ETIMEDOUT, "%s: no reply from the server "
+                           "within %u s", c->what, tmo / 1000);
+        pthread_mutex_lock (&c->lock);
+      }
+    }
     if (c->stopping)
       break;
     c->sending = true;
@@ -613,6 +646,7 @@ nbd_cli_conn_submit (struct nbd_cli_conn *c, struct r3m_io *io)
 int
 nbd_cli_conn_new (struct nbd_conn *s, const struct nbd_cli_export *ex,
                   const char *what, unsigned inflight,
+                  unsigned request_timeout_ms,
                   struct nbd_cli_conn **out, struct r3m_error *err)
 {
   struct nbd_cli_conn *c = calloc (1, sizeof *c);
@@ -622,6 +656,7 @@ nbd_cli_conn_new (struct nbd_conn *s, const struct nbd_cli_export *ex,
   }
   c->what = what;
   c->ex = *ex;
+  c->request_timeout_ms = request_timeout_ms;
   uint32_t mb = ex->min_block;
   uint32_t max = ex->max_payload < NBD_MAX_PAYLOAD ? ex->max_payload
                  : NBD_MAX_PAYLOAD;
@@ -646,7 +681,12 @@ nbd_cli_conn_new (struct nbd_conn *s, const struct nbd_cli_export *ex,
     }
   }
   pthread_mutex_init (&c->lock, NULL);
-  pthread_cond_init (&c->wake, NULL);
+  /* Timed waits (the request timeout) use the monotonic clock. */
+  pthread_condattr_t ca;
+  pthread_condattr_init (&ca);
+  pthread_condattr_setclock (&ca, CLOCK_MONOTONIC);
+  pthread_cond_init (&c->wake, &ca);
+  pthread_condattr_destroy (&ca);
   atomic_init (&c->load, 0);
   c->s = s;
   *out = c;
@@ -710,11 +750,13 @@ nbd_cli_conn_stop (struct nbd_cli_conn *c)
   pthread_cond_broadcast (&c->wake);
   pthread_mutex_unlock (&c->lock);
   fail_list (c, list, -ESHUTDOWN);
-  if (c->threads) {
+  /* threads stays set: sibling readers may still look at it
+   * (on_reader_thread) until the pool has stopped them all. */
+  if (c->threads && !c->joined) {
     pthread_join (c->reader, NULL);
     pthread_join (c->sender, NULL);
-    c->threads = false;
-  } else if (!c->reader_exited) {
+    c->joined = true;
+  } else if (!c->threads && !c->reader_exited) {
     nbd_cli_conn_reader_exit (c);
   }
 }

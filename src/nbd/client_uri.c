@@ -10,6 +10,8 @@
  *   inflight=N         requests on the wire per connection
  *   connections=N      used only when the server allows multi-conn
  *   connect-timeout=S  bound on the handshake (seconds, 0 = none)
+ *   request-timeout=S  a request without a reply for S seconds kills the
+ *                      connection with ETIMEDOUT (default 0 = never)
  *   tls-ca=FILE        CA the server certificate must chain to (default:
  *                      the system's trust store)
  *   tls-cert=FILE, tls-key=FILE   client certificate
@@ -74,6 +76,11 @@ parse_numbers (const struct util_uri *u, struct nbd_cli_opts *o,
     r = parse_uint (o->what, "connect-timeout", v, 0, 86400, &s, err);
     o->connect_timeout_ms = s * 1000;
   }
+  if (r == 0 && (v = util_uri_param (u, "request-timeout"))) {
+    unsigned s;
+    r = parse_uint (o->what, "request-timeout", v, 0, 86400, &s, err);
+    o->request_timeout_ms = s * 1000;
+  }
   return r;
 }
 
@@ -113,7 +120,7 @@ nbd_cli_opts_parse (const char *uri, unsigned open_flags,
                     struct nbd_cli_opts *o, struct r3m_error *err)
 {
   static const char *const allowed[] = {
-    "socket", "inflight", "connections", "connect-timeout",
+    "socket", "inflight", "connections", "connect-timeout", "request-timeout",
     "tls-ca", "tls-cert", "tls-key", "tls-hostname", NULL
   };
   memset (o, 0, sizeof *o);

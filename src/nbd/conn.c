@@ -28,6 +28,7 @@
 #include "nbd/conn.h"
 #include "nbd/tls.h"
 #include "util/error.h"
+#include "util/time.h"
 
 /* Small pieces of a TLS write are gathered into one record of this size
  * rather than sent as a record each (a 16-byte reply header alone would
@@ -40,6 +41,7 @@ struct nbd_conn {
   const struct nbd_conn_io *io;
   void *io_user;
   unsigned timeout_ms;
+  uint64_t deadline_ns;        /* 0 = none */
   char peer[128];
 
   pthread_mutex_t wlock;       /* one writer at a time; guards stage */
@@ -201,18 +203,35 @@ nbd_conn_set_timeout (struct nbd_conn *c, unsigned ms)
   return 0;
 }
 
-/* ---- TLS plumbing ------------------------------------------------------ */
-
-/* Wait until the socket is ready for what OpenSSL asked for. */
-static int
-tls_wait (struct nbd_conn *c, int ssl_error)
+void
+nbd_conn_set_deadline (struct nbd_conn *c, uint64_t deadline_ns)
 {
-  struct pollfd p = {
-    .fd = c->fd,
-    .events = ssl_error == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN,
-  };
+  c->deadline_ns = deadline_ns;
+}
+
+/* How long a poll may wait: the timeout, cut short by the deadline;
+ * -1 for ever. */
+static int
+wait_ms (const struct nbd_conn *c)
+{
+  int ms = c->timeout_ms ? (int) c->timeout_ms : -1;
+  if (c->deadline_ns) {
+    uint64_t now = util_now_ns ();
+    uint64_t left = c->deadline_ns > now ? c->deadline_ns - now : 0;
+    int d = (int) ((left + 999999) / 1000000);
+    if (ms < 0 || d < ms)
+      ms = d;
+  }
+  return ms;
+}
+
+/* Wait until fd is ready for events; 0 or -ETIMEDOUT/-errno. */
+static int
+wait_fd (struct nbd_conn *c, short events)
+{
+  struct pollfd p = { .fd = c->fd, .events = events };
   for (;;) {
-    int r = poll (&p, 1, c->timeout_ms ? (int) c->timeout_ms : -1);
+    int r = poll (&p, 1, wait_ms (c));
     if (r > 0)
       return 0;
     if (r == 0)
@@ -220,6 +239,15 @@ tls_wait (struct nbd_conn *c, int ssl_error)
     if (errno != EINTR)
       return -errno;
   }
+}
+
+/* ---- TLS plumbing ------------------------------------------------------ */
+
+/* Wait until the socket is ready for what OpenSSL asked for. */
+static int
+tls_wait (struct nbd_conn *c, int ssl_error)
+{
+  return wait_fd (c, ssl_error == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN);
 }
 
 /* Map a failed OpenSSL I/O call to -errno; > 0 means "retry after
@@ -444,6 +472,11 @@ nbd_conn_read_some (struct nbd_conn *c, void *buf, size_t len)
     return -EINVAL;
   if (c->ssl)
     return tls_read (c, buf, len);
+  if (c->deadline_ns && !c->io) {
+    int w = wait_fd (c, POLLIN);
+    if (w < 0)
+      return w;
+  }
   for (;;) {
     ssize_t n = c->io ? c->io->read (c->io_user, buf, len)
                       : read (c->fd, buf, len);
@@ -496,6 +529,11 @@ plain_writev (struct nbd_conn *c, const struct iovec *iov, int iovcnt)
 {
   if (c->io)
     return c->io->writev (c->io_user, iov, iovcnt);
+  if (c->deadline_ns) {
+    int w = wait_fd (c, POLLOUT);
+    if (w < 0)
+      return w;
+  }
   for (;;) {
     ssize_t n;
     if (c->is_socket) {

@@ -93,6 +93,14 @@ void nbd_conn_describe_peer (const struct nbd_conn *c, char *buf, size_t len);
  * A call that runs out gets -ETIMEDOUT. */
 int nbd_conn_set_timeout (struct nbd_conn *c, unsigned ms);
 
+/* Fail every read and write that would still be waiting for the peer at
+ * the absolute CLOCK_MONOTONIC time deadline_ns (util_now_ns) with
+ * -ETIMEDOUT, however the peer trickles its bytes; 0 = no deadline (the
+ * default).  Costs a poll(2) per system call while set, so it is meant
+ * for short phases such as a handshake.  Not applied to custom
+ * transports. */
+void nbd_conn_set_deadline (struct nbd_conn *c, uint64_t deadline_ns);
+
 /* ---- reading (one reader thread at a time) ----------------------------- */
 
 /* Read up to len bytes: > 0 bytes read, 0 at end of stream, or -errno. */

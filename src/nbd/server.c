@@ -166,34 +166,42 @@ export_free (struct nbd_srv_export *e)
   free (e);
 }
 
-/* Fill e's block sizes from the options and the backend; 0 or -EINVAL. */
+/* Fill e's block sizes from the options and the backend; 0 or -EINVAL.
+ *
+ * The minimum is what the server enforces: 1 unless the export asks for
+ * more.  A backend's own alignment does not need enforcing (the backend
+ * handle does read-modify-write for unaligned requests), so it becomes
+ * the preferred size instead: what a client should use to be efficient. */
 static int
 block_sizes (struct nbd_srv_export *e, const struct r3m_nbd_export_options *o,
              const struct r3m_backend_info *bi, struct r3m_error *err)
 {
-  e->min_block = o->min_block ? o->min_block : bi->align;
-  if (!pow2 (e->min_block) || e->min_block > 65536 || e->min_block < bi->align)
+  e->min_block = o->min_block ? o->min_block : 1;
+  if (!pow2 (e->min_block) || e->min_block > 65536)
     return util_err (err, EINVAL, "export '%s': minimum block size %u must "
-                     "be a power of two from %u to 65536", e->name,
-                     e->min_block, bi->align);
+                     "be a power of two up to 65536", e->name, e->min_block);
+  e->max_payload = o->max_payload ? o->max_payload : NBD_MAX_PAYLOAD;
+  if (e->max_payload < 512 || e->max_payload > (64u << 20))
+    return util_err (err, EINVAL, "export '%s': maximum payload %u must be "
+                     "from 512 bytes to 64 MiB", e->name, e->max_payload);
   uint32_t pref = o->preferred_block;
   if (!pref) {
-    pref = pow2 (bi->preferred_io) ? bi->preferred_io : 4096;
-    if (pref < 4096)
-      pref = 4096;
-    if (pref < e->min_block)
+    pref = 4096;
+    if (pow2 (bi->preferred_io) && bi->preferred_io > pref)
+      pref = bi->preferred_io;
+    if (bi->align > pref)
+      pref = bi->align;
+    if (e->min_block > pref)
       pref = e->min_block;
+    while (pref > e->max_payload)
+      pref /= 2;
   }
   e->pref_block = pref;
-  if (!pow2 (pref) || pref < 512 || pref < e->min_block)
+  if (!pow2 (pref) || pref < 512 || pref < e->min_block
+      || pref > e->max_payload)
     return util_err (err, EINVAL, "export '%s': preferred block size %u must "
-                     "be a power of two, at least 512 and the minimum",
-                     e->name, pref);
-  e->max_payload = o->max_payload ? o->max_payload : NBD_MAX_PAYLOAD;
-  if (e->max_payload < pref || e->max_payload > (64u << 20))
-    return util_err (err, EINVAL, "export '%s': maximum payload %u must be "
-                     "from the preferred block size to 64 MiB", e->name,
-                     e->max_payload);
+                     "be a power of two from 512 and the minimum to the "
+                     "maximum payload", e->name, pref);
   return 0;
 }
 
@@ -229,8 +237,8 @@ r3m_nbd_server_add_export (struct r3m_nbd_server *srv, const char *name,
   e->read_only = o->read_only || (bi->flags & R3M_BACKEND_READ_ONLY);
   e->multi_conn = !o->no_multi_conn;
   e->inline_io = !backend->ops->submit && bi->async_threads == 0;
+  e->direct = e->inline_io ? r3m_backend_direct (backend) : NULL;
   e->fast_zero = bi->flags & R3M_BACKEND_FAST_ZERO;
-  e->io_max = bi->max_io;
   int r = block_sizes (e, o, bi, err);
   pthread_mutex_lock (&srv->lock);
   struct nbd_srv_export **a = NULL;
@@ -446,10 +454,12 @@ conn_run (struct nbd_srv_conn *sc, struct reap *parked)
 {
   struct r3m_nbd_server *srv = sc->srv;
   nbd_srv_log (srv, R3M_NBD_LOG_INFO, "%s: connected", sc->peer);
-  nbd_conn_set_timeout (sc->conn, srv->opts.handshake_timeout_ms);
+  if (srv->opts.handshake_timeout_ms)
+    nbd_conn_set_deadline (sc->conn, util_now_ns ()
+                           + srv->opts.handshake_timeout_ms * UINT64_C (1000000));
   int r = nbd_srv_handshake (sc);
   if (r == 0) {
-    nbd_conn_set_timeout (sc->conn, 0);
+    nbd_conn_set_deadline (sc->conn, 0);
     nbd_srv_log (srv, R3M_NBD_LOG_INFO, "%s: serving export '%s'%s%s",
                  sc->peer, sc->exp->name,
                  sc->structured ? " with structured replies" : "",

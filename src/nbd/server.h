@@ -75,9 +75,10 @@ struct nbd_srv_export {
   bool read_only;
   bool multi_conn;
   bool inline_io;             /* execute on the reader thread */
+  unsigned char *direct;      /* the store's memory when the backend
+                                 offers direct access (inline only) */
   bool fast_zero;             /* backend zeroes faster than it writes */
   uint32_t min_block, pref_block, max_payload;
-  uint32_t io_max;            /* backend's largest request, 0 = any */
   struct nbd_srv_meta *metas; /* metas[0] is base:allocation */
   size_t nmetas;
 };

@@ -11,6 +11,13 @@
  *   arena      256 KiB; READ data for batched replies
  *   big        grown on demand up to the largest payload seen; a reply
  *              that uses it (or owns its data) is sent at once
+ *
+ * Zero copy.  When the backend offers its memory directly (memory:), READ
+ * replies point into the store and WRITE payloads are received straight
+ * into it: one copy per byte (the kernel's) instead of two.  A batch never
+ * holds a reply pointing into the store while a later request of the same
+ * batch changes the store: write-like requests send the batch first, so
+ * every reply shows the store as it was when its request executed.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -34,6 +41,7 @@ struct inline_tx {
   size_t arena_used;
   unsigned char *big;
   size_t big_cap;
+  bool direct_pending;        /* a batched reply points into the store */
 };
 
 /* Send what is batched.  Also the reader's before_block hook. */
@@ -47,6 +55,7 @@ flush_batch (void *arg)
   tx->niov = 0;
   tx->hdr_used = 0;
   tx->arena_used = 0;
+  tx->direct_pending = false;
   return r;
 }
 
@@ -122,6 +131,33 @@ queue_reply (struct inline_tx *tx, struct nbd_srv_req *req,
   return r;
 }
 
+/* A valid READ or WRITE on a store we may access directly. */
+static int
+direct_request (struct inline_tx *tx, struct nbd_srv_req *req)
+{
+  struct nbd_srv_conn *sc = tx->sc;
+  unsigned char *p = sc->exp->direct + req->off;
+  struct nbd_srv_result res = { 0 };
+  if (req->type == NBD_CMD_WRITE) {
+    int r = tx->direct_pending ? flush_batch (tx) : 0;
+    if (r == 0)
+      r = nbd_srv_reader_copy (&tx->rd, p, req->len);
+    if (r < 0)
+      return r;
+    atomic_store (&sc->wrote, true);
+    atomic_fetch_add_explicit (&sc->bytes_written, req->len,
+                               memory_order_relaxed);
+  } else {
+    res.data = p;
+    res.len = req->len;
+    tx->direct_pending = true;
+    atomic_fetch_add_explicit (&sc->bytes_read, req->len,
+                               memory_order_relaxed);
+  }
+  atomic_fetch_add_explicit (&sc->requests, 1, memory_order_relaxed);
+  return queue_reply (tx, req, &res, false);
+}
+
 /* One request whose header was just read.  0 to go on, < 0 to stop. */
 static int
 one_request (struct inline_tx *tx, struct nbd_srv_req *req)
@@ -132,13 +168,23 @@ one_request (struct inline_tx *tx, struct nbd_srv_req *req)
     req->error = NBD_ESHUTDOWN;
     req->msg = "the server is shutting down";
   }
+  uint16_t t = req->type;
+  if (sc->exp->direct && !req->error && req->len > 0
+      && (t == NBD_CMD_READ || t == NBD_CMD_WRITE))
+    return direct_request (tx, req);
   bool in_place = false, now = false;
   int r = 0;
+  if (tx->direct_pending && !req->error
+      && (t == NBD_CMD_WRITE || t == NBD_CMD_TRIM
+          || t == NBD_CMD_WRITE_ZEROES))
+    r = flush_batch (tx);
   req->buf = NULL;
-  if (req->type == NBD_CMD_WRITE && req->len > 0)
+  if (r < 0)
+    return r;
+  if (t == NBD_CMD_WRITE && req->len > 0)
     r = req->error ? nbd_srv_reader_skip (&tx->rd, req->len)
                    : write_payload (tx, req->len, &req->buf, &in_place);
-  else if (req->type == NBD_CMD_READ && !req->error && req->len > 0)
+  else if (t == NBD_CMD_READ && !req->error && req->len > 0)
     r = read_buffer (tx, req->len, &req->buf, &now);
   if (r < 0)
     return r;

@@ -229,35 +229,6 @@ nbd_srv_errno_to_nbd (int r)
   }
 }
 
-/* Backends may cap their request size (info.max_io): split for them. */
-static int
-split_read (const struct nbd_srv_export *e, unsigned char *buf, size_t len,
-            uint64_t off)
-{
-  size_t step = e->io_max ? e->io_max : len;
-  for (size_t done = 0; done < len; done += step) {
-    size_t n = len - done < step ? len - done : step;
-    int r = r3m_backend_pread (e->backend, buf + done, n, off + done);
-    if (r < 0)
-      return r;
-  }
-  return 0;
-}
-
-static int
-split_write (const struct nbd_srv_export *e, const unsigned char *buf,
-             size_t len, uint64_t off, unsigned flags)
-{
-  size_t step = e->io_max ? e->io_max : len;
-  for (size_t done = 0; done < len; done += step) {
-    size_t n = len - done < step ? len - done : step;
-    int r = r3m_backend_pwrite (e->backend, buf + done, n, off + done, flags);
-    if (r < 0)
-      return r;
-  }
-  return 0;
-}
-
 /* NBD_CMD_CACHE: read through (a region behind the backend pulls the
  * data in) and drop the bytes.  Backends that run inline are plain
  * memory, where there is nothing to warm. */
@@ -267,8 +238,6 @@ cache_through (const struct nbd_srv_export *e, uint64_t off, uint64_t len)
   if (e->inline_io || len == 0)
     return 0;
   size_t step = len < (1u << 20) ? (size_t) len : 1u << 20;
-  if (e->io_max && step > e->io_max)
-    step = e->io_max;
   unsigned char *buf = malloc (step);
   if (!buf)
     return -ENOMEM;
@@ -312,7 +281,7 @@ nbd_srv_execute (struct nbd_srv_conn *sc, struct nbd_srv_req *req,
   int r = 0;
   switch (req->type) {
   case NBD_CMD_READ:
-    r = split_read (e, req->buf, req->len, req->off);
+    r = r3m_backend_pread (e->backend, req->buf, req->len, req->off);
     res->data = req->buf;
     res->len = req->len;
     if (r == 0)
@@ -321,7 +290,8 @@ nbd_srv_execute (struct nbd_srv_conn *sc, struct nbd_srv_req *req,
     break;
   case NBD_CMD_WRITE:
     atomic_store (&sc->wrote, true);
-    r = split_write (e, req->buf, req->len, req->off, fua ? R3M_IO_FUA : 0);
+    r = r3m_backend_pwrite (e->backend, req->buf, req->len, req->off,
+                            fua ? R3M_IO_FUA : 0);
     if (r == 0)
       atomic_fetch_add_explicit (&sc->bytes_written, req->len,
                                  memory_order_relaxed);

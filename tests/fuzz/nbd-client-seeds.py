@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-# Writes the seed corpus of nbd-client-reply.c into corpus/nbd-client/:
+# Writes the seed corpus of fuzz-nbd-client-reply.c into corpus/nbd-client/:
 # whole server sides of sessions that answer the harness's fixed requests
 # (cookies gen 1, slots 0..6: read 4096@0, read 65536@4096, write 512@0,
 # flush, zero 8192@0, trim 4096@8192, block status 65536@0).

@@ -4,12 +4,13 @@
 . "$(dirname "$0")/nbd-client-lib.sh"
 requires nbdkit timeout
 
-start_nbdkit victim --filter=delay memory 256M rdelay=10ms
+start_nbdkit victim --filter=delay memory 1G rdelay=20ms
 pid=$(cat "$T/victim.pid")
 rc=0
 timeout 60 "$TOOL" dump "$URI" 64K 16 > /dev/null 2> "$T/err" &
 dumper=$!
-# Let the transfer get going (reads are 10 ms each), then kill -9.
+# Let the transfer get going (reads take 20 ms; the whole would take
+# seconds), then kill -9.
 sleep 0.5
 kill -9 "$pid"
 wait "$dumper" || rc=$?

@@ -17,6 +17,8 @@ usage 2 --tls maybe memory:1M
 usage 2 --tls=on memory:1M
 usage 2 --tls-cert x.pem memory:1M
 usage 2 --min-block 3 memory:1M
+usage 2 --grace 5 memory:1M
+usage 2 --workers 0 memory:1M
 usage 2 --export noequals memory:1M
 usage 2 -e a=memory:1M -e a=memory:1M
 usage 2 --listen http://x memory:1M
@@ -47,7 +49,7 @@ done
 
 # Shutdown while fio keeps requests in flight: the server exits within
 # its grace period, with status 0.
-serve --listen "nbd+unix:///?socket=$tmp/s" --grace 2 -v memory:64M
+serve --listen "nbd+unix:///?socket=$tmp/s" --grace 2s -v memory:64M
 fio --name=busy --ioengine=nbd --uri="$(sock_uri "$tmp/s" "")" \
     --rw=randrw --bs=64k --iodepth=16 --size=64M --time_based \
     --runtime=30 --output="$tmp/fio.out" >/dev/null 2>&1 &

@@ -5,7 +5,7 @@
  * file (the readiness signal tests wait for), then sleeps in sigwaitinfo.
  * A signal runs the graceful shutdown: in-flight requests finish, every
  * writable backend is flushed, the pid file and Unix sockets are removed.
- * Clients still connected after --grace seconds are cut off. */
+ * Clients still connected after --grace (default 5s) are cut off. */
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -20,13 +20,11 @@
 #include <r3map/r3map.h>
 #include <r3map/nbd.h>
 
-#include "commands.h"
-#include "util/size.h"
+#include "cli.h"
+#include "options.h"
 
 #define MAX_EXPORTS 64
 #define MAX_LISTEN 16
-
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 void
 cli_serve_help (FILE *out)
@@ -47,8 +45,8 @@ cli_serve_help (FILE *out)
 "                             picks a free one), nbd+unix:///?socket=PATH;\n"
 "                             nbds:// and nbds+unix:// require TLS there\n"
 "  -r, --read-only            refuse writes (clients see a read-only disk)\n"
-"      --min-block SIZE       minimum block size clients must align to\n"
-"                             (power of two, default: the backend's)\n"
+"      --min-block SIZE       refuse requests not aligned to SIZE (a power\n"
+"                             of two up to 64K; default 1: any alignment)\n"
 "      --no-multi-conn        do not advertise multi-connection support\n"
 "      --tls MODE             off (default), on (clients may STARTTLS) or\n"
 "                             require (every option needs TLS first)\n"
@@ -58,8 +56,9 @@ cli_serve_help (FILE *out)
 "      --workers N            threads per connection for backends that\n"
 "                             block (file, remote); default 16\n"
 "      --max-connections N    default 256\n"
-"      --grace SECONDS        on SIGINT/SIGTERM, wait this long for clients\n"
-"                             to finish before cutting them; default 5\n"
+"      --grace DURATION       on SIGINT/SIGTERM, wait this long for clients\n"
+"                             to finish before cutting them (500ms, 5s, 1m);\n"
+"                             default 5s\n"
 "      --pid-file FILE        write the pid once listening (readiness)\n"
 "  -v, --verbose              log connections (twice: every option)\n"
 "  -q, --quiet                log only errors\n"
@@ -82,31 +81,6 @@ cli_serve_help (FILE *out)
 "Protocol details: docs/protocol.md; server design: docs/nbd-server.md.\n");
 }
 
-static int usage_error (const char *fmt, ...)
-  __attribute__ ((format (printf, 1, 2)));
-
-static int
-usage_error (const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  fprintf (stderr, "r3map: serve: ");
-  vfprintf (stderr, fmt, ap);
-  fprintf (stderr, "\nr3map: try 'r3map serve --help'\n");
-  va_end (ap);
-  return EXIT_USAGE;
-}
-
-static int
-fail (const char *what, int r, const struct r3m_error *err)
-{
-  if (err && err->msg[0])
-    fprintf (stderr, "r3map: serve: %s\n", err->msg);
-  else
-    fprintf (stderr, "r3map: serve: %s: %s\n", what, strerror (-r));
-  return r == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
-}
-
 static void
 log_stderr (void *user, enum r3m_nbd_log_level level, const char *msg)
 {
@@ -121,26 +95,24 @@ struct export_arg {
 };
 
 struct serve_args {
+  const struct cli_command *cmd;
   struct r3m_nbd_server_options so;
   struct r3m_nbd_export_options eo;
   struct export_arg exports[MAX_EXPORTS];
   size_t nexports;
   const char *listen[MAX_LISTEN];
   size_t nlisten;
-  unsigned grace_s;
+  uint64_t grace_ms;
   const char *pid_file;
 };
 
 static int
-parse_count (const char *opt, const char *arg, unsigned min, unsigned max,
-             unsigned *out)
+parse_count (struct serve_args *a, const char *opt, const char *arg,
+              uint64_t min, uint64_t max, unsigned *out)
 {
-  char *end;
-  errno = 0;
-  unsigned long v = strtoul (arg, &end, 10);
-  if (errno || end == arg || *end || arg[0] == '-' || v < min || v > max)
-    return usage_error ("%s: '%s' is not a number from %u to %u", opt, arg,
-                        min, max);
+  uint64_t v;
+  if (cli_parse_count (a->cmd, opt, arg, min, max, &v) < 0)
+    return CLI_EXIT_USAGE;
   *out = (unsigned) v;
   return 0;
 }
@@ -149,18 +121,22 @@ static int
 add_export (struct serve_args *a, const char *arg, bool named)
 {
   if (a->nexports == MAX_EXPORTS)
-    return usage_error ("at most %d exports", MAX_EXPORTS);
+    return cli_usage_error (a->cmd, "at most %d exports", MAX_EXPORTS);
   struct export_arg *e = &a->exports[a->nexports];
   const char *eq = named ? strchr (arg, '=') : NULL;
   if (named && !eq)
-    return usage_error ("--export wants NAME=BACKEND, not '%s'", arg);
+    return cli_usage_error (a->cmd, "--export wants NAME=BACKEND, not '%s'",
+                            arg);
   e->name = named ? strndup (arg, (size_t) (eq - arg)) : strdup ("");
   e->uri = named ? eq + 1 : arg;
-  if (!e->name)
-    return usage_error ("out of memory");
+  if (!e->name) {
+    cli_error ("%s: out of memory", a->cmd->name);
+    return CLI_EXIT_FAILURE;
+  }
   for (size_t i = 0; i < a->nexports; i++)
     if (strcmp (a->exports[i].name, e->name) == 0) {
-      int r = usage_error ("export '%s' is given twice", e->name);
+      int r = cli_usage_error (a->cmd, "export '%s' is given twice",
+                               e->name);
       free (e->name);
       e->name = NULL;
       return r;
@@ -170,7 +146,8 @@ add_export (struct serve_args *a, const char *arg, bool named)
 }
 
 static int
-parse_tls_mode (const char *arg, enum r3m_nbd_tls_mode *out)
+parse_tls_mode (struct serve_args *a, const char *arg,
+                enum r3m_nbd_tls_mode *out)
 {
   if (strcmp (arg, "off") == 0)
     *out = R3M_NBD_TLS_OFF;
@@ -179,7 +156,8 @@ parse_tls_mode (const char *arg, enum r3m_nbd_tls_mode *out)
   else if (strcmp (arg, "require") == 0)
     *out = R3M_NBD_TLS_REQUIRE;
   else
-    return usage_error ("--tls: '%s' is not off, on or require", arg);
+    return cli_usage_error (a->cmd, "--tls: '%s' is not off, on or require",
+                            arg);
   return 0;
 }
 
@@ -196,7 +174,7 @@ parse_option (struct serve_args *a, int c, const char *arg)
     return add_export (a, arg, true);
   case 'l':
     if (a->nlisten == MAX_LISTEN)
-      return usage_error ("at most %d --listen", MAX_LISTEN);
+      return cli_usage_error (a->cmd, "at most %d --listen", MAX_LISTEN);
     a->listen[a->nlisten++] = arg;
     return 0;
   case 'r':
@@ -204,9 +182,9 @@ parse_option (struct serve_args *a, int c, const char *arg)
     return 0;
   case OPT_MIN_BLOCK: {
     uint64_t v;
-    if (util_parse_size (arg, &v) < 0 || v == 0 || v > 65536 || (v & (v - 1)))
-      return usage_error ("--min-block: '%s' is not a power of two up to "
-                          "64K", arg);
+    if (cli_parse_size (a->cmd, "--min-block", arg, 1, 65536, CLI_SIZE_POW2,
+                        &v) < 0)
+      return CLI_EXIT_USAGE;
     a->eo.min_block = (uint32_t) v;
     return 0;
   }
@@ -214,7 +192,7 @@ parse_option (struct serve_args *a, int c, const char *arg)
     a->eo.no_multi_conn = true;
     return 0;
   case OPT_TLS:
-    return parse_tls_mode (arg, &a->so.tls);
+    return parse_tls_mode (a, arg, &a->so.tls);
   case OPT_TLS_CERT:
     a->so.tls_cert = arg;
     return 0;
@@ -225,12 +203,13 @@ parse_option (struct serve_args *a, int c, const char *arg)
     a->so.tls_ca = arg;
     return 0;
   case OPT_WORKERS:
-    return parse_count ("--workers", arg, 1, 1024, &a->so.workers);
+    return parse_count (a, "--workers", arg, 1, 1024, &a->so.workers);
   case OPT_MAX_CONN:
-    return parse_count ("--max-connections", arg, 1, 65536,
+    return parse_count (a, "--max-connections", arg, 1, 65536,
                         &a->so.max_connections);
   case OPT_GRACE:
-    return parse_count ("--grace", arg, 0, 3600, &a->grace_s);
+    return cli_parse_duration (a->cmd, "--grace", arg, 0, 3600 * 1000,
+                               &a->grace_ms) < 0 ? CLI_EXIT_USAGE : 0;
   case OPT_PID:
     a->pid_file = arg;
     return 0;
@@ -243,12 +222,13 @@ parse_option (struct serve_args *a, int c, const char *arg)
     a->so.log_level = R3M_NBD_LOG_ERROR;
     return 0;
   default:
-    return EXIT_USAGE;
+    return CLI_EXIT_USAGE;
   }
 }
 
+/* 0 to serve, or the status to exit with (*stop: after --help too). */
 static int
-parse_args (struct serve_args *a, int argc, char **argv, bool *help)
+parse_args (struct serve_args *a, int argc, char **argv, bool *stop)
 {
   static const struct option longopts[] = {
     { "export", required_argument, NULL, 'e' },
@@ -266,39 +246,37 @@ parse_args (struct serve_args *a, int argc, char **argv, bool *help)
     { "pid-file", required_argument, NULL, OPT_PID },
     { "verbose", no_argument, NULL, 'v' },
     { "quiet", no_argument, NULL, 'q' },
-    { "help", no_argument, NULL, 'h' },
+    CLI_OPTION_HELP,
     { NULL, 0, NULL, 0 },
   };
-  opterr = 0;
-  optind = 1;
-  int c;
-  while ((c = getopt_long (argc, argv, ":e:l:rvqh", longopts, NULL)) != -1) {
-    if (c == 'h') {
-      *help = true;
-      return 0;
+  int c, status = 0;
+  while ((c = cli_getopt (a->cmd, argc, argv, "e:l:rvqh", longopts,
+                          &status)) != -1) {
+    if (c == CLI_OPT_STOP) {
+      *stop = true;
+      return status;
     }
-    if (c == '?')
-      return usage_error ("unknown option '%s'", argv[optind - 1]);
-    if (c == ':')
-      return usage_error ("option '%s' needs a value", argv[optind - 1]);
     int r = parse_option (a, c, optarg);
     if (r != 0)
       return r;
   }
   if (optind < argc - 1)
-    return usage_error ("one BACKEND at most (use --export for more)");
+    return cli_usage_error (a->cmd, "one BACKEND at most (use --export for "
+                            "more)");
   if (optind == argc - 1) {
     int r = add_export (a, argv[optind], false);
     if (r != 0)
       return r;
   }
   if (a->nexports == 0)
-    return usage_error ("nothing to serve: give a BACKEND or --export");
+    return cli_usage_error (a->cmd, "nothing to serve: give a BACKEND or "
+                            "--export");
   if (a->so.tls != R3M_NBD_TLS_OFF && !a->so.tls_cert)
-    return usage_error ("--tls=%s needs --tls-cert",
-                        a->so.tls == R3M_NBD_TLS_ON ? "on" : "require");
+    return cli_usage_error (a->cmd, "--tls=%s needs --tls-cert",
+                            a->so.tls == R3M_NBD_TLS_ON ? "on" : "require");
   if (a->so.tls == R3M_NBD_TLS_OFF && (a->so.tls_cert || a->so.tls_ca))
-    return usage_error ("--tls-cert/--tls-ca need --tls=on or --tls=require");
+    return cli_usage_error (a->cmd, "--tls-cert/--tls-ca need --tls=on or "
+                            "--tls=require");
   if (a->nlisten == 0)
     a->listen[a->nlisten++] = "nbd://127.0.0.1:10809";
   return 0;
@@ -339,7 +317,7 @@ open_exports (struct serve_args *a, struct r3m_nbd_server *srv)
       r = r3m_nbd_server_add_export (srv, e->name, e->backend, &eo, &err);
     }
     if (r < 0)
-      return fail (e->uri, r, &err);
+      return cli_report (a->cmd, r, &err, e->uri);
   }
   return 0;
 }
@@ -352,21 +330,21 @@ run_server (struct serve_args *a, const sigset_t *sigs)
   struct r3m_nbd_server *srv;
   int r = r3m_nbd_server_new (&a->so, &srv, &err);
   if (r < 0)
-    return fail ("server", r, &err);
+    return cli_report (a->cmd, r, &err, "server");
   int status = open_exports (a, srv);
   for (size_t i = 0; status == 0 && i < a->nlisten; i++) {
     r = r3m_nbd_server_listen (srv, a->listen[i], &err);
     if (r < 0)
-      status = fail (a->listen[i], r, &err);
+      status = cli_report (a->cmd, r, &err, a->listen[i]);
   }
   if (status == 0 && (r = r3m_nbd_server_start (srv, &err)) < 0)
-    status = fail ("start", r, &err);
+    status = cli_report (a->cmd, r, &err, "start");
   if (status == 0) {
     for (size_t i = 0; i < r3m_nbd_server_address_count (srv); i++)
       printf ("listening on %s\n", r3m_nbd_server_address (srv, i));
     fflush (stdout);
     if (a->pid_file && (r = write_pid_file (a->pid_file)) < 0)
-      status = fail (a->pid_file, r, NULL);
+      status = cli_report (a->cmd, r, NULL, a->pid_file);
   }
   if (status == 0) {
     siginfo_t si;
@@ -377,9 +355,11 @@ run_server (struct serve_args *a, const sigset_t *sigs)
                strsignal (si.si_signo));
   }
   r3m_error_clear (&err);
-  r = r3m_nbd_server_shutdown (srv, a->grace_s * 1000, &err);
-  if (r < 0 && status == 0)
-    status = fail ("flush", r, &err);
+  r = r3m_nbd_server_shutdown (srv, (unsigned) a->grace_ms, &err);
+  if (r < 0 && status == 0) {
+    cli_error ("%s: %s", a->cmd->name, err.msg);
+    status = CLI_EXIT_FAILURE;
+  }
   r3m_nbd_server_free (srv);
   if (a->pid_file)
     unlink (a->pid_file);
@@ -391,14 +371,13 @@ cli_serve_run (const struct cli_command *cmd, int argc, char **argv)
 {
   struct serve_args a;
   memset (&a, 0, sizeof a);
+  a.cmd = cmd;
   r3m_nbd_server_options_init (&a.so);
   a.so.log = log_stderr;
-  a.grace_s = 5;
-  bool help = false;
-  int status = parse_args (&a, argc, argv, &help);
-  if (status == 0 && help)
-    cli_serve_help (stdout);
-  if (status == 0 && !help) {
+  a.grace_ms = 5000;
+  bool stop = false;
+  int status = parse_args (&a, argc, argv, &stop);
+  if (status == 0 && !stop) {
     sigset_t sigs;
     sigemptyset (&sigs);
     sigaddset (&sigs, SIGINT);

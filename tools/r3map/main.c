@@ -22,8 +22,7 @@ static const struct cli_command commands[] = {
     cli_copy_run, cli_copy_help },
   { "compare", "compare two backends chunk by chunk (XXH3-64)",
     cli_compare_run, cli_compare_help },
-  { "serve", "export backends over NBD",
-    cli_serve_run, cli_serve_help },
+  { "serve", "export backends over NBD", cli_serve_run, cli_serve_help },
   { "mount", "present a remote region here, as a file in a FUSE mount",
     cli_mount_run, cli_mount_help },
 };
@@ -51,6 +50,9 @@ usage (FILE *out)
 "                                  offset (big-endian), like nbdkit pattern\n"
 "  file:PATH[?size=SIZE]           a regular file or a block device\n"
 "  dir:PATH[?size=SIZE&chunk=SIZE] a directory with one file per chunk\n"
+"  nbd://HOST[:PORT]/EXPORT        an NBD server; nbds:// adds TLS\n"
+"  nbd+unix:///EXPORT?socket=PATH  an NBD server on a Unix socket\n"
+"                                  (parameters: docs/nbd-client.md)\n"
 "\n"
 "Options:\n"
 "  -h, --help     show this help\n"

@@ -2,6 +2,7 @@
  * skipping local chunks, retries. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -305,6 +306,117 @@ test_invalidate_during_background_fetch (void **state)
   r3m_backend_close (cache);
 }
 
+/* A remote that reports some chunks as zero extents (like a sparse file
+ * or an NBD server's base:allocation) and counts reads per chunk. */
+struct sparse {
+  struct r3m_backend *mem;
+  uint64_t size;
+  uint64_t zero;              /* bit c: chunk c is reported as zeros */
+  atomic_uint reads[NCHUNKS + 1];
+};
+
+static int
+sp_pread (void *self, void *buf, size_t len, uint64_t off)
+{
+  struct sparse *s = self;
+  for (uint64_t c = off / CS; c <= (off + len - 1) / CS; c++)
+    atomic_fetch_add (&s->reads[c], 1);
+  return r3m_backend_pread (s->mem, buf, len, off);
+}
+
+static int
+sp_pwrite (void *self, const void *buf, size_t len, uint64_t off,
+           unsigned flags)
+{
+  struct sparse *s = self;
+  return r3m_backend_pwrite (s->mem, buf, len, off, flags);
+}
+
+static bool
+sp_is_zero (struct sparse *s, uint64_t off)
+{
+  return (s->zero >> (off / CS)) & 1;
+}
+
+static int
+sp_extents (void *self, uint64_t off, uint64_t len, struct r3m_extent *ext,
+            size_t max, size_t *n)
+{
+  struct sparse *s = self;
+  uint64_t end = off + len;
+  *n = 0;
+  while (off < end && *n < max) {
+    bool z = sp_is_zero (s, off);
+    uint64_t e = (off / CS + 1) * CS;
+    while (e < end && sp_is_zero (s, e) == z)
+      e += CS;
+    if (e > end)
+      e = end;
+    ext[*n].len = e - off;
+    ext[*n].flags = z ? R3M_EXTENT_ZERO | R3M_EXTENT_HOLE : 0;
+    (*n)++;
+    off = e;
+  }
+  return 0;
+}
+
+static const struct r3m_backend_ops sparse_ops = {
+  .name = "sparse", .pread = sp_pread, .pwrite = sp_pwrite,
+  .extents = sp_extents,
+};
+
+/* Chunks the remote reports as zeros are zeroed in the cache without a
+ * transfer; invalidating one after the remote wrote it fetches it. */
+static void
+test_zero_extents_not_fetched (void **state)
+{
+  uint64_t size = NCHUNKS * CS + 100;
+  struct sparse sp = { .mem = tu_memory (size), .size = size };
+  unsigned char buf[CS];
+  tu_fill (sp.mem, 70);
+  static const uint64_t zero[] = { 0, 1, 2, 10, NCHUNKS };
+  memset (buf, 0, CS);
+  for (size_t i = 0; i < 5; i++) {
+    sp.zero |= UINT64_C (1) << zero[i];
+    uint64_t off = zero[i] * CS;
+    assert_int_equal (r3m_backend_pwrite (sp.mem, buf, off < NCHUNKS * CS
+                                          ? CS : 100, off, 0), 0);
+  }
+  struct r3m_backend *remote, *cache = tu_memory (size);
+  struct r3m_backend_info info = { .size = size, .align = 1 };
+  assert_int_equal (r3m_backend_new (&sparse_ops, &sp, &info, "sparse",
+                                     &remote, NULL), 0);
+  memset (buf, 0xaa, CS);       /* the cache starts with other bytes */
+  for (uint64_t c = 0; c <= NCHUNKS; c++)
+    assert_int_equal (r3m_backend_pwrite (cache, buf, c < NCHUNKS ? CS : 100,
+                                          c * CS, 0), 0);
+  struct r3m_region_options o;
+  r3m_region_options_init (&o);
+  o.chunk_size = CS;
+  struct r3m_region *r;
+  assert_int_equal (r3m_region_open (remote, cache, &o, &r, NULL), 0);
+  assert_int_equal (r3m_region_wait_pulled (r, 10000), 0);
+  assert_true (tu_equal (cache, sp.mem, size));
+  for (uint64_t c = 0; c <= NCHUNKS; c++)
+    assert_int_equal (atomic_load (&sp.reads[c]), (sp.zero >> c) & 1 ? 0 : 1);
+  struct r3m_region_status st;
+  r3m_region_status (r, &st);
+  assert_int_equal (st.fetches_background, NCHUNKS + 1);
+  assert_int_equal (st.bytes_fetched, (NCHUNKS - 4) * CS);
+
+  tu_pattern (71, buf, CS, 10 * CS);
+  assert_int_equal (r3m_backend_pwrite (sp.mem, buf, CS, 10 * CS, 0), 0);
+  uint64_t c = 10;
+  assert_int_equal (r3m_region_invalidate (r, &c, 1), 0);
+  assert_int_equal (r3m_region_wait_pulled (r, 10000), 0);
+  assert_true (tu_check (cache, 71, 10 * CS, CS));
+  assert_int_equal (atomic_load (&sp.reads[10]), 1);
+  assert_int_equal (r3m_region_close (r, NULL), 0);
+  r3m_backend_close (remote);
+  r3m_backend_close (sp.mem);
+  r3m_backend_close (cache);
+}
+
 /* A chunk written whole before its turn is local already: the puller
  * never fetches it. */
 static void
@@ -529,6 +641,7 @@ main (void)
     cmocka_unit_test (test_invalidate_before_pull),
     cmocka_unit_test (test_invalidate_during_background_fetch),
     cmocka_unit_test (test_skips_local_chunks),
+    cmocka_unit_test (test_zero_extents_not_fetched),
     cmocka_unit_test (test_each_chunk_fetched_once),
     cmocka_unit_test (test_background_fetch_retried),
     cmocka_unit_test (test_background_fetch_gives_up),

@@ -383,6 +383,47 @@ server_dies_mid_payload (void **state)
   server_dies (1, "&inflight=8&connections=1");
 }
 
+/* A server that stays connected but never answers: with a request
+ * timeout the caller gets ETIMEDOUT instead of waiting for ever. */
+static void
+mute_script (struct fake_conn *c)
+{
+  if (!fake_handshake (c))
+    return;
+  struct fk_req r;
+  while (fk_read_req (c, &r))
+    free (r.data);
+}
+
+static void
+silent_server_times_out_requests (void **state)
+{
+  struct fake *f = fake_start (mute_script, NULL, NULL);
+  char uri[256];
+  snprintf (uri, sizeof uri, "%s&request-timeout=1", f->uri);
+  struct r3m_backend *b = NULL;
+  struct r3m_error err;
+  assert_int_equal (r3m_backend_open (uri, 0, &b, &err), 0);
+  struct tracker t;
+  tracker_init (&t);
+  static char buf[4][4096];
+  struct treq q[4];
+  for (int i = 0; i < 4; i++)
+    tsubmit (b, &t, &q[i], R3M_IO_READ, buf[i], 4096, 0, 0);
+  char one[512];
+  assert_int_equal (r3m_backend_pread (b, one, 512, 0), -ETIMEDOUT);
+  twait (&t);
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal (q[i].calls, 1);
+    assert_int_equal (q[i].result, -ETIMEDOUT);
+  }
+  assert_int_equal (r3m_nbd_client_error (b, &err), -ETIMEDOUT);
+  assert_non_null (strstr (err.msg, "no reply from the server within 1 s"));
+  r3m_backend_close (b);
+  tracker_destroy (&t);
+  assert_true (fake_stop (f));
+}
+
 /* With several connections, one dying takes the others down too. */
 static void
 server_dies_with_many_connections (void **state)
@@ -423,6 +464,7 @@ main (void)
     cmocka_unit_test (server_dies_mid_request),
     cmocka_unit_test (server_dies_mid_payload),
     cmocka_unit_test (server_dies_with_many_connections),
+    cmocka_unit_test (silent_server_times_out_requests),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }

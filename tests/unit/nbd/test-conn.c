@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "nbd/conn.h"
+#include "util/time.h"
 
 static void
 pair (struct nbd_conn **a, struct nbd_conn **b)
@@ -164,6 +165,54 @@ test_timeout (void **state)
   assert_int_equal (nbd_conn_set_timeout (b, 50), 0);
   char c;
   assert_int_equal (nbd_conn_read_some (b, &c, 1), -ETIMEDOUT);
+  nbd_conn_close (a);
+  nbd_conn_close (b);
+}
+
+struct trickle {
+  struct nbd_conn *c;
+  int stop;
+};
+
+static void *
+trickler (void *arg)
+{
+  struct trickle *t = arg;
+  for (int i = 0; i < 100 && !__atomic_load_n (&t->stop, __ATOMIC_RELAXED);
+       i++) {
+    struct timespec ts = { 0, 20 * 1000000 };
+    nanosleep (&ts, NULL);
+    if (nbd_conn_write_all (t->c, "x", 1) < 0)
+      break;
+  }
+  return NULL;
+}
+
+static void
+test_deadline_beats_trickling (void **state)
+{
+  /* A byte every 20 ms would satisfy any per-call timeout; the deadline
+   * ends the read anyway. */
+  struct nbd_conn *a, *b;
+  pair (&a, &b);
+  struct trickle t = { .c = a };
+  pthread_t th;
+  pthread_create (&th, NULL, trickler, &t);
+  uint64_t start = util_now_ns ();
+  nbd_conn_set_deadline (b, start + 150 * UINT64_C (1000000));
+  char buf[100];
+  assert_int_equal (nbd_conn_read_exact (b, buf, sizeof buf), -ETIMEDOUT);
+  uint64_t took = util_now_ns () - start;
+  assert_true (took < UINT64_C (1500000000));
+  __atomic_store_n (&t.stop, 1, __ATOMIC_RELAXED);
+  pthread_join (th, NULL);
+  /* Without a deadline the stream works as before. */
+  nbd_conn_set_deadline (b, 0);
+  assert_int_equal (nbd_conn_write_all (a, "y", 1), 0);
+  char c;
+  do
+    assert_int_equal (nbd_conn_read_exact (b, &c, 1), 0);
+  while (c != 'y');
   nbd_conn_close (a);
   nbd_conn_close (b);
 }
@@ -336,6 +385,7 @@ main (void)
     cmocka_unit_test (test_write_to_closed_peer_is_epipe),
     cmocka_unit_test (test_discard),
     cmocka_unit_test (test_timeout),
+    cmocka_unit_test (test_deadline_beats_trickling),
     cmocka_unit_test (test_uri_tcp_defaults),
     cmocka_unit_test (test_uri_unix),
     cmocka_unit_test (test_uri_rejects),

@@ -69,7 +69,11 @@ test_export_arguments (void **state)
   o = (struct r3m_nbd_export_options) { .preferred_block = 100 };
   assert_int_equal (r3m_nbd_server_add_export (f->srv, "b", f->b, &o, &err),
                     -EINVAL);
-  o = (struct r3m_nbd_export_options) { .max_payload = 1024 };
+  o = (struct r3m_nbd_export_options) { .max_payload = 1024,
+                                       .preferred_block = 4096 };
+  assert_int_equal (r3m_nbd_server_add_export (f->srv, "b", f->b, &o, &err),
+                    -EINVAL);
+  o = (struct r3m_nbd_export_options) { .max_payload = 128u << 20 };
   assert_int_equal (r3m_nbd_server_add_export (f->srv, "b", f->b, &o, &err),
                     -EINVAL);
   char longname[NBD_MAX_STRING + 2];
@@ -178,6 +182,56 @@ test_read_only_backend_makes_read_only_export (void **state)
   raw_close (&c);
 }
 
+/* A backend that only does aligned I/O: the server neither advertises nor
+ * enforces its alignment as a minimum (the backend handle adapts
+ * unaligned requests), and offers it as the preferred size. */
+static void
+test_backend_alignment_is_preferred_not_minimum (void **state)
+{
+  struct fixture *f = *state;
+  struct tb *tb;
+  struct r3m_backend *b;
+  struct tb_options to = { .size = 1 << 20, .align = 65536 };
+  assert_int_equal (tb_new (&to, &tb, &b), 0);
+  assert_int_equal (r3m_nbd_server_add_export (f->srv, "", b, NULL, NULL),
+                    0);
+  struct raw c;
+  raw_connect (f->srv, &c);
+  raw_hello (&c, NBD_FLAG_C_FIXED_NEWSTYLE);
+  unsigned char d[64];
+  uint16_t req = NBD_INFO_BLOCK_SIZE;
+  raw_opt (&c, NBD_OPT_GO, d, raw_info_data (d, "", &req, 1));
+  uint32_t type, len, min = 0, pref = 0;
+  do {
+    raw_opt_reply (&c, NBD_OPT_GO, &type, d, sizeof d, &len);
+    if (type == NBD_REP_INFO && nbd_get16 (d) == NBD_INFO_BLOCK_SIZE) {
+      min = nbd_get32 (d + 2);
+      pref = nbd_get32 (d + 6);
+    }
+  } while (type == NBD_REP_INFO);
+  assert_int_equal (type, NBD_REP_ACK);
+  assert_int_equal (min, 1);
+  assert_int_equal (pref, 65536);
+  unsigned char w[100];
+  memset (w, 0x3c, sizeof w);
+  raw_request (&c, 0, NBD_CMD_WRITE, 1, 70000, sizeof w, w);
+  uint32_t err;
+  uint64_t cookie;
+  raw_simple (&c, &err, &cookie);
+  assert_int_equal (err, 0);
+  raw_request (&c, 0, NBD_CMD_READ, 2, 69999, 102, NULL);
+  raw_simple (&c, &err, &cookie);
+  assert_int_equal (err, 0);
+  unsigned char r[102];
+  raw_recv (&c, r, sizeof r);
+  assert_int_equal (r[0], 0);
+  assert_memory_equal (r + 1, w, sizeof w);
+  assert_int_equal (r[101], 0);
+  raw_close (&c);
+  r3m_nbd_server_shutdown (f->srv, 1000, NULL);
+  r3m_backend_close (b);
+}
+
 int
 main (void)
 {
@@ -191,6 +245,8 @@ main (void)
                                      setup, teardown),
     cmocka_unit_test_setup_teardown
       (test_read_only_backend_makes_read_only_export, setup, teardown),
+    cmocka_unit_test_setup_teardown
+      (test_backend_alignment_is_preferred_not_minimum, setup, teardown),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -582,6 +583,34 @@ test_handshake_timeout (void **state)
   raw_close (&c);
 }
 
+static void
+test_handshake_deadline_total (void **state)
+{
+  /* A client that trickles an option a byte at a time, faster than any
+   * per-read timeout, is still dropped when the handshake time is up. */
+  struct fixture *f = *state;
+  struct raw c;
+  raw_connect (f->srv, &c);
+  raw_hello (&c, NBD_FLAG_C_FIXED_NEWSTYLE);
+  unsigned char h[16];
+  nbd_put64 (h, NBD_IHAVEOPT);
+  nbd_put32 (h + 8, NBD_OPT_LIST);
+  nbd_put32 (h + 12, 1000);
+  raw_send (&c, h, sizeof h);
+  struct timespec start, now;
+  clock_gettime (CLOCK_MONOTONIC, &start);
+  bool cut = false;
+  for (int i = 0; i < 200 && !cut; i++) {
+    struct timespec ts = { 0, 20 * 1000000 };
+    nanosleep (&ts, NULL);
+    cut = send (c.fd, "x", 1, MSG_NOSIGNAL) < 0;
+  }
+  clock_gettime (CLOCK_MONOTONIC, &now);
+  assert_true (cut);
+  assert_true (now.tv_sec - start.tv_sec < 3);   /* timeout is 100 ms */
+  raw_close (&c);
+}
+
 static int
 setup_one_conn (void **state)
 {
@@ -649,6 +678,8 @@ main (void)
                                      setup_meta, teardown),
     cmocka_unit_test_setup_teardown (test_handshake_timeout, setup_timeout,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_handshake_deadline_total,
+                                     setup_timeout, teardown),
     cmocka_unit_test_setup_teardown (test_max_connections, setup_one_conn,
                                      teardown),
   };

@@ -1,6 +1,8 @@
 /* NBD server transmission: every command, every refusal, replies simple
- * and structured, on both execution paths (inline on the connection
- * thread, and the worker pool).  Each test runs twice, once per path. */
+ * and structured, on all three execution paths: inline on the connection
+ * thread, inline with zero-copy access to the store, and the worker pool.
+ * Tests that count backend calls or make the backend fail skip the
+ * zero-copy path, which does not call the backend for READ and WRITE. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,11 +33,12 @@ static const struct r3m_extent layout[] = {
 };
 
 static int
-setup_with (void **state, unsigned async_threads)
+setup_with (void **state, unsigned async_threads, bool direct)
 {
   struct fixture *f = calloc (1, sizeof *f);
   struct tb_options to = { .size = SIZE, .async_threads = async_threads,
-                           .extents = layout, .nextents = 3 };
+                           .extents = layout, .nextents = 3,
+                           .direct = direct };
   assert_int_equal (tb_new (&to, &f->tb, &f->b), 0);
   to.extents = NULL;
   assert_int_equal (tb_new (&to, &f->tbro, &f->ro), 0);
@@ -64,13 +67,19 @@ setup_with (void **state, unsigned async_threads)
 static int
 setup_inline (void **state)
 {
-  return setup_with (state, 0);
+  return setup_with (state, 0, false);
+}
+
+static int
+setup_direct (void **state)
+{
+  return setup_with (state, 0, true);
 }
 
 static int
 setup_pool (void **state)
 {
-  return setup_with (state, 2);
+  return setup_with (state, 2, false);
 }
 
 static int
@@ -438,6 +447,37 @@ test_disconnect_flushes (void **state)
   assert_int_equal (tb_count (f->tb, &f->tb->flushes), before + 1);
 }
 
+/* Inline paths execute in order: a READ reply batched with a later
+ * WRITE to the same bytes shows the data as it was when the READ
+ * executed, also when the reply points into the store (zero copy). */
+static void
+test_batched_read_then_write (void **state)
+{
+  struct fixture *f = *state;
+  go (f, "", false);
+  unsigned char before[4096], w[4096], r[4096];
+  memcpy (before, f->tb->data + 8192, sizeof before);
+  memset (w, 0xc3, sizeof w);
+  /* Both requests in one send, so the server reads them in one batch. */
+  unsigned char buf[28 * 2 + 4096];
+  nbd_put32 (buf, NBD_REQUEST_MAGIC);
+  nbd_put16 (buf + 4, 0);
+  nbd_put16 (buf + 6, NBD_CMD_READ);
+  nbd_put64 (buf + 8, 70);
+  nbd_put64 (buf + 16, 8192);
+  nbd_put32 (buf + 24, 4096);
+  memcpy (buf + 28, buf, 28);
+  nbd_put16 (buf + 28 + 6, NBD_CMD_WRITE);
+  nbd_put64 (buf + 28 + 8, 71);
+  memcpy (buf + 56, w, sizeof w);
+  raw_send (&f->c, buf, sizeof buf);
+  assert_int_equal (simple (f, 70), 0);
+  raw_recv (&f->c, r, sizeof r);
+  assert_memory_equal (r, before, sizeof r);
+  assert_int_equal (simple (f, 71), 0);
+  assert_memory_equal (f->tb->data + 8192, w, sizeof w);
+}
+
 static void
 test_stats (void **state)
 {
@@ -459,28 +499,35 @@ test_stats (void **state)
 #define BOTH(t) \
   cmocka_unit_test_setup_teardown (t, setup_inline, teardown), \
   cmocka_unit_test_setup_teardown (t, setup_pool, teardown)
+#define ALL(t) \
+  BOTH (t), cmocka_unit_test_setup_teardown (t, setup_direct, teardown)
 
 int
 main (void)
 {
   const struct CMUnitTest tests[] = {
-    BOTH (test_write_read_simple),
-    BOTH (test_read_structured),
-    BOTH (test_read_beyond_end),
+    ALL (test_write_read_simple),
+    ALL (test_read_structured),
+    ALL (test_read_beyond_end),
     BOTH (test_read_error_structured_has_message),
-    BOTH (test_write_errors_consume_payload),
-    BOTH (test_read_only_refuses_writes),
-    BOTH (test_unknown_command_and_flags),
-    BOTH (test_alignment_and_limits),
-    BOTH (test_bad_magic_disconnects),
+    ALL (test_write_errors_consume_payload),
+    ALL (test_read_only_refuses_writes),
+    ALL (test_unknown_command_and_flags),
+    ALL (test_alignment_and_limits),
+    ALL (test_bad_magic_disconnects),
     BOTH (test_flush_and_fua_reach_backend),
-    BOTH (test_zero_trim_cache),
-    BOTH (test_fast_zero_on_fast_backend),
-    BOTH (test_block_status_allocation),
-    BOTH (test_block_status_without_extents_is_data),
-    BOTH (test_pipelined_requests_all_answered),
-    BOTH (test_disconnect_flushes),
-    BOTH (test_stats),
+    ALL (test_zero_trim_cache),
+    ALL (test_fast_zero_on_fast_backend),
+    ALL (test_block_status_allocation),
+    ALL (test_block_status_without_extents_is_data),
+    ALL (test_pipelined_requests_all_answered),
+    ALL (test_disconnect_flushes),
+    ALL (test_stats),
+    /* The pool may legitimately run the write first. */
+    cmocka_unit_test_setup_teardown (test_batched_read_then_write,
+                                     setup_inline, teardown),
+    cmocka_unit_test_setup_teardown (test_batched_read_then_write,
+                                     setup_direct, teardown),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -74,6 +74,11 @@ tb_extents (void *self, uint64_t off, uint64_t len, struct r3m_extent *ext,
             size_t max, size_t *n)
 {
   struct tb *tb = self;
+  if (tb->next == 0) {          /* no layout given: all data */
+    ext[0] = (struct r3m_extent) { .len = len, .flags = 0 };
+    *n = 1;
+    return 0;
+  }
   /* Find the extent holding off, report from there. */
   uint64_t pos = 0;
   size_t i = 0;
@@ -100,6 +105,18 @@ tb_close (void *self)
   free (tb);
 }
 
+static void *
+tb_direct (void *self)
+{
+  struct tb *tb = self;
+  return tb->data;
+}
+
+static const struct r3m_backend_ops tb_ops_direct = {
+  .name = "test", .pread = tb_pread, .pwrite = tb_pwrite,
+  .flush = tb_flush, .zero = tb_zero, .trim = tb_trim,
+  .extents = tb_extents, .direct = tb_direct, .close = tb_close,
+};
 static const struct r3m_backend_ops tb_ops = {
   .name = "test", .pread = tb_pread, .pwrite = tb_pwrite,
   .flush = tb_flush, .zero = tb_zero, .trim = tb_trim, .close = tb_close,
@@ -130,8 +147,9 @@ tb_new (const struct tb_options *o, struct tb **out, struct r3m_backend **b)
              | (o->read_only ? R3M_BACKEND_READ_ONLY : 0),
     .async_threads = o->async_threads,
   };
-  int r = r3m_backend_new (o->extents ? &tb_ops_extents : &tb_ops, tb, &info,
-                           "test", b, NULL);
+  const struct r3m_backend_ops *ops = o->direct ? &tb_ops_direct
+                                    : o->extents ? &tb_ops_extents : &tb_ops;
+  int r = r3m_backend_new (ops, tb, &info, "test", b, NULL);
   if (r < 0) {
     tb_close (tb);
     return r;

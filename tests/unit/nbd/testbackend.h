@@ -19,6 +19,7 @@ struct tb_options {
   unsigned align;              /* 0 = 1 */
   bool fast_zero;
   bool read_only;
+  bool direct;                 /* offer the store's memory (zero copy) */
   const struct r3m_extent *extents; /* describe the store; NULL = none */
   size_t nextents;
 };

@@ -74,7 +74,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   struct nbd_cli_export ex;
   struct nbd_cli_conn *c = NULL;
   if (nbd_cli_handshake (s, &o, NULL, &ex, NULL) < 0
-      || nbd_cli_conn_new (s, &ex, o.what, 8, &c, NULL) < 0) {
+      || nbd_cli_conn_new (s, &ex, o.what, 8, 0, &c, NULL) < 0) {
     if (!c)
       nbd_conn_close (s);
     nbd_cli_opts_free (&o);
