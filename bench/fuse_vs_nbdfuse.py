@@ -29,6 +29,7 @@ It re-runs itself in a private mount namespace, so no mount outlives it.
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -173,6 +174,7 @@ def main():
         stop(server)
         os.unlink(data)
         os.rmdir(shm)
+        shutil.rmtree(tmp, ignore_errors=True)
     report(args, systems, workloads, med, cpu)
 
 
