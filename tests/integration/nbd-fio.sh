@@ -5,6 +5,7 @@
 need fio
 
 serve --listen "nbd+unix:///?socket=$tmp/s" memory:64M
+cd "$tmp"   # fio leaves its verify-state files in the working directory
 fio --name=verify --ioengine=nbd --uri="$(sock_uri "$tmp/s" "")" \
     --rw=randwrite --bs=4k --iodepth=32 --size=16M --verify=crc32c \
     --verify_fatal=1 --do_verify=1 --output="$tmp/fio.out" \
