@@ -30,18 +30,20 @@ be_fd_pread (int fd, void *buf, size_t len, uint64_t off)
   return 0;
 }
 
-/* 1: wrote with RWF_DSYNC; 0: flag not supported here; -errno. */
+/* Write all of [p, p+len) at off with pwritev2 flags rwf.  0: written;
+ * 1: the kernel or file system does not take rwf (nothing was written);
+ * -errno. */
 static int
-pwrite_dsync (int fd, const char *p, size_t len, uint64_t off)
+write_all (int fd, const char *p, size_t len, uint64_t off, int rwf)
 {
   while (len > 0) {
     struct iovec iov = { .iov_base = (void *) (uintptr_t) p, .iov_len = len };
-    ssize_t n = pwritev2 (fd, &iov, 1, (off_t) off, RWF_DSYNC);
+    ssize_t n = pwritev2 (fd, &iov, 1, (off_t) off, rwf);
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      if (errno == EOPNOTSUPP || errno == ENOSYS)
-        return 0;
+      if (rwf != 0 && (errno == EOPNOTSUPP || errno == ENOSYS))
+        return 1;
       return -errno;
     }
     if (n == 0)
@@ -50,31 +52,22 @@ pwrite_dsync (int fd, const char *p, size_t len, uint64_t off)
     off += (uint64_t) n;
     len -= (size_t) n;
   }
-  return 1;
+  return 0;
 }
 
 int
 be_fd_pwrite (int fd, const void *buf, size_t len, uint64_t off, bool fua)
 {
-  const char *p = buf;
+  /* FUA as RWF_DSYNC syncs only this write; where that flag is refused,
+   * a plain write plus fdatasync gives the same guarantee. */
   if (fua) {
-    int r = pwrite_dsync (fd, p, len, off);
-    if (r != 0)
-      return r < 0 ? r : 0;
+    int r = write_all (fd, buf, len, off, RWF_DSYNC);
+    if (r != 1)
+      return r;
   }
-  while (len > 0) {
-    ssize_t n = pwrite (fd, p, len, (off_t) off);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    if (n == 0)
-      return -EIO;
-    p += n;
-    off += (uint64_t) n;
-    len -= (size_t) n;
-  }
+  int r = write_all (fd, buf, len, off, 0);
+  if (r < 0)
+    return r;
   return fua ? be_fd_datasync (fd) : 0;
 }
 
