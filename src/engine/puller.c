@@ -379,7 +379,10 @@ store (struct r3m_region *r, struct eng_fetch *f)
       atomic_fetch_add (&r->fetch_bg, f->n);  /* no bytes moved */
   } else {
     e = r3m_backend_pwrite (r->cache, f->buf, len, eng_chunk_off (r, c0), 0);
-    if (e < 0)
+    if (e < 0 && f->n == 1)
+      eng_fail (r, e, "storing chunk %llu in %s", (unsigned long long) c0,
+                r3m_backend_describe (r->cache));
+    else if (e < 0)
       eng_fail (r, e, "storing chunks %llu-%llu in %s",
                 (unsigned long long) c0,
                 (unsigned long long) (c0 + f->n - 1),
