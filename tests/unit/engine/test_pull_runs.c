@@ -2,7 +2,8 @@
  * (pull_request_size).  One request per run, runs that never reorder the
  * pull order and stop at chunks that are not REMOTE, a failure that fails
  * only the bad chunk, writes that race with a run in flight, invalidation
- * of a chunk of a run in flight, and the last, short chunk. */
+ * of a chunk of a run in flight, the last, short chunk, and the smaller
+ * runs of a remote that runs requests inline. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -431,6 +432,28 @@ test_request_size_zero_is_one_chunk (void **state)
   teardown (&x);
 }
 
+/* A remote that runs requests inline gets runs of at most 64 KiB (no
+ * round trip to save; the CPU cache matters more); one with threads gets
+ * the whole pull_request_size. */
+static void
+test_inline_remote_runs_capped (void **state)
+{
+  enum { BIG = 16384 };
+  for (unsigned threads = 0; threads <= 2; threads += 2) {
+    struct fx x = { 0 };
+    setup (&x, (uint64_t) BIG * NCHUNKS, 83, threads);
+    struct r3m_region_options o = opts ();
+    o.chunk_size = BIG;
+    o.pull_request_size = 1 << 20;
+    open_region (&x, &o);
+    assert_int_equal (r3m_region_wait_pulled (x.r, 10000), 0);
+    assert_int_equal (tfault_calls (x.f, R3M_IO_READ),
+                      threads ? 1 : NCHUNKS / ((64 << 10) / BIG));
+    assert_true (tu_check (x.cache, 83, 0, (uint64_t) BIG * NCHUNKS));
+    teardown (&x);
+  }
+}
+
 int
 main (void)
 {
@@ -444,6 +467,7 @@ main (void)
     cmocka_unit_test (test_write_racing_run),
     cmocka_unit_test (test_invalidate_chunk_of_run_in_flight),
     cmocka_unit_test (test_request_size_zero_is_one_chunk),
+    cmocka_unit_test (test_inline_remote_runs_capped),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
