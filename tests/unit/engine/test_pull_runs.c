@@ -2,8 +2,9 @@
  * (pull_request_size).  One request per run, runs that never reorder the
  * pull order and stop at chunks that are not REMOTE, a failure that fails
  * only the bad chunk, writes that race with a run in flight, invalidation
- * of a chunk of a run in flight, the last, short chunk, and the smaller
- * runs of a remote that runs requests inline. */
+ * of a chunk of a run in flight, the last, short chunk, the smaller
+ * runs of a remote that runs requests inline, and the window growing on a
+ * long link. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -454,6 +455,88 @@ test_inline_remote_runs_capped (void **state)
   }
 }
 
+/* A remote whose extents query (the puller's first, lone request) takes
+ * 45 ms looks like a long link: the window grows to 4 x pull_window.  The
+ * reads stall in an inner fault backend, so the number stalled at once is
+ * the window. */
+struct slow {
+  struct r3m_backend *inner;
+  unsigned extents_ms;
+};
+
+static int
+slow_pread (void *self, void *buf, size_t len, uint64_t off)
+{
+  struct slow *s = self;
+  return r3m_backend_pread (s->inner, buf, len, off);
+}
+
+static int
+slow_pwrite (void *self, const void *buf, size_t len, uint64_t off,
+             unsigned flags)
+{
+  struct slow *s = self;
+  return r3m_backend_pwrite (s->inner, buf, len, off, flags);
+}
+
+static int
+slow_extents (void *self, uint64_t off, uint64_t len, struct r3m_extent *ext,
+              size_t max, size_t *n)
+{
+  struct slow *s = self;
+  struct timespec ts = { 0, (long) s->extents_ms * 1000 * 1000 };
+  nanosleep (&ts, NULL);
+  return r3m_backend_extents (s->inner, off, len, ext, max, n);
+}
+
+static void
+slow_close (void *self)
+{
+  (void) self;
+}
+
+static const struct r3m_backend_ops slow_ops = {
+  .name = "slow-extents", .pread = slow_pread, .pwrite = slow_pwrite,
+  .extents = slow_extents, .close = slow_close,
+};
+
+static unsigned
+stalled_window (unsigned extents_ms)
+{
+  struct fx x = { 0 };
+  setup (&x, SIZE, 84, 0);
+  struct tfault_rule stall = { .ops = TF_OP (R3M_IO_READ), .stall = true };
+  assert_int_equal (tfault_add (x.f, &stall), 0);
+  struct slow s = { x.remote, extents_ms };
+  struct r3m_backend_info info = { .size = SIZE, .align = 1,
+                                   .async_threads = 8 };
+  struct r3m_backend *outer;
+  assert_int_equal (r3m_backend_new (&slow_ops, &s, &info, "slow", &outer,
+                                     NULL), 0);
+  struct r3m_region_options o = opts ();
+  o.pull_request_size = CS;    /* one chunk per request */
+  assert_int_equal (r3m_region_open (outer, x.cache, &o, &x.r, NULL), 0);
+  assert_true (tfault_wait_stalled (x.f, 1, 10000));
+  struct timespec ts = { 0, 200 * 1000 * 1000 };
+  nanosleep (&ts, NULL);         /* time for more to arrive, if allowed */
+  unsigned n = tfault_stalled (x.f);
+  tfault_release (x.f);
+  assert_int_equal (r3m_region_wait_pulled (x.r, 10000), 0);
+  assert_true (tu_check (x.cache, 84, 0, SIZE));
+  assert_int_equal (r3m_region_close (x.r, NULL), 0);
+  x.r = NULL;
+  r3m_backend_close (outer);
+  teardown (&x);
+  return n;
+}
+
+static void
+test_window_grows_on_long_link (void **state)
+{
+  assert_int_equal (stalled_window (0), 1);
+  assert_int_equal (stalled_window (45), 4);
+}
+
 int
 main (void)
 {
@@ -468,6 +551,7 @@ main (void)
     cmocka_unit_test (test_invalidate_chunk_of_run_in_flight),
     cmocka_unit_test (test_request_size_zero_is_one_chunk),
     cmocka_unit_test (test_inline_remote_runs_capped),
+    cmocka_unit_test (test_window_grows_on_long_link),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
