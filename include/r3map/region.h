@@ -46,7 +46,9 @@ struct r3m_region_options {
   uint32_t chunk_size;       /* power of two; default 64 KiB */
   unsigned pull_workers;     /* threads storing background fetches into the
                                 cache; 0 = no background pull; default 2 */
-  unsigned pull_window;      /* background requests in flight; default 64 */
+  unsigned pull_window;      /* background requests in flight; default 64;
+                                the puller multiplies it by the remote's
+                                round trip / 10 ms, up to 4x */
   bool pull_first;           /* r3m_region_open returns once all is local */
   r3m_priority_fn priority;  /* NULL = ascending chunk order */
   void *priority_user;
