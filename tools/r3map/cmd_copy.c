@@ -3,9 +3,9 @@
  *
  * SRC is opened read-only and becomes the region's remote; DST becomes its
  * cache.  The region's background puller fetches every chunk of SRC into
- * DST with a window of requests in flight, exactly as a mount pre-copies a
- * remote region, so this command is also the simplest way to measure the
- * puller.  Nothing is ever written back to SRC (nothing is dirty), and
+ * DST with a window of requests in flight, each request a run of adjacent
+ * chunks (--request-size), exactly as a mount pre-copies a remote region,
+ * so this command is also the simplest way to measure the puller.  Nothing is ever written back to SRC (nothing is dirty), and
  * closing the region flushes DST.  --verify then reads both sides again,
  * independently of the engine (verify.c).
  *
@@ -82,7 +82,8 @@ cli_copy_help (FILE *out)
 "  -w, --workers=N        threads storing fetched chunks into DST, 1 to %u\n"
 "                         (default: %u)\n"
 "  -W, --window=N         requests in flight against SRC, 1 to %u\n"
-"                         (default: %u)\n"
+"                         (default: %u; grown up to 4x when SRC's round\n"
+"                         trip is 20 ms or more)\n"
 "  -r, --request-size=SIZE\n"
 "                         largest request to SRC: runs of adjacent chunks\n"
 "                         up to SIZE go as one request, so up to window x\n"
