@@ -2,7 +2,8 @@
  *
  * Pulls a memory: remote (filled with data, so its pages are real) into a
  * fresh memory: cache through r3m_region_open + r3m_region_wait_pulled, for
- * several chunk sizes, windows and worker counts, and compares with a plain
+ * several chunk sizes, windows, worker counts and request sizes (one
+ * chunk per request, or runs of chunks), and compares with a plain
  * memcpy of the same bytes into fresh memory in chunk-sized pieces (the
  * ceiling: one copy, same first-touch page faults).  Each case runs
  * `repeat` times; the median is reported.  Prints a markdown table and
@@ -28,7 +29,19 @@ struct cfg {
   uint32_t chunk;
   unsigned window;
   unsigned workers;
+  uint32_t request;           /* pull_request_size; 0 = one chunk */
 };
+
+/* "64 KiB" or "1 chunk" for a request size. */
+static const char *
+request_name (uint32_t request, char *buf, size_t cap)
+{
+  if (request == 0)
+    snprintf (buf, cap, "1 chunk");
+  else
+    snprintf (buf, cap, "%u KiB", request / 1024);
+  return buf;
+}
 
 static int
 cmp_double (const void *a, const void *b)
@@ -87,6 +100,7 @@ pull_once (struct r3m_backend *remote, uint64_t size, const struct cfg *c,
   o.chunk_size = c->chunk;
   o.pull_window = c->window;
   o.pull_workers = c->workers;
+  o.pull_request_size = c->request;
   o.push_window = 0;
   struct r3m_region *r;
   struct r3m_error err;
@@ -226,7 +240,8 @@ read_table (struct r3m_backend *remote, uint64_t size, unsigned repeat,
 
 /* Pull over a remote with 1 ms per request (a stand-in for a network
  * round trip; the fault backend delays each read on 64 threads): the
- * window is what keeps many requests in flight from one puller. */
+ * window, and how much each request carries, is what keeps data in flight
+ * from one puller. */
 static void
 latency_table (unsigned repeat, FILE *js)
 {
@@ -240,24 +255,33 @@ latency_table (unsigned repeat, FILE *js)
   struct tfault_rule delay = { .ops = TF_OP (R3M_IO_READ), .stall = true,
                                .stall_ms = 1 };
   tfault_add (f, &delay);
-  static const unsigned windows[] = { 1, 4, 16, 64 };
+  static const struct { unsigned window; uint32_t request; } rows[] = {
+    { 1, 0 }, { 4, 0 }, { 16, 0 }, { 64, 0 },
+    { 1, 1 << 20 }, { 4, 1 << 20 }, { 16, 1 << 20 }, { 64, 1 << 20 },
+  };
+  size_t nrows = sizeof rows / sizeof rows[0];
   printf ("\nPull of 64 MiB in 64 KiB chunks from a remote with 1 ms per "
-          "request, 1 worker (median of %u)\n\n| window | seconds | GB/s | "
-          "ideal seconds |\n|---:|---:|---:|---:|\n", repeat);
+          "request, 1 worker (median of %u)\n\n| window | request | "
+          "seconds | GB/s | ideal seconds |\n|---:|---:|---:|---:|---:|\n",
+          repeat);
   if (js)
     fprintf (js, "  \"latency_1ms\": [\n");
   double *v = calloc (repeat, sizeof *v);
-  for (size_t i = 0; i < 4; i++) {
-    struct cfg c = { chunk, windows[i], 1 };
+  for (size_t i = 0; i < nrows; i++) {
+    struct cfg c = { chunk, rows[i].window, 1, rows[i].request };
     for (unsigned k = 0; k < repeat; k++)
       v[k] = pull_once (remote, size, &c, true);
     double gbs = median (v, repeat);
     double secs = (double) size / gbs / 1e9;
-    double ideal = (double) (size / chunk) * 0.001 / windows[i];
-    printf ("| %u | %.3f | %.3f | %.3f |\n", windows[i], secs, gbs, ideal);
+    uint64_t per = rows[i].request ? rows[i].request : chunk;
+    double ideal = (double) (size / per) * 0.001 / rows[i].window;
+    char rq[32];
+    printf ("| %u | %s | %.3f | %.3f | %.3f |\n", rows[i].window,
+            request_name (rows[i].request, rq, sizeof rq), secs, gbs, ideal);
     if (js)
-      fprintf (js, "    {\"window\": %u, \"seconds\": %.4f, \"ideal\": "
-               "%.4f}%s\n", windows[i], secs, ideal, i < 3 ? "," : "");
+      fprintf (js, "    {\"window\": %u, \"request\": %u, \"seconds\": "
+               "%.4f, \"ideal\": %.4f}%s\n", rows[i].window,
+               rows[i].request, secs, ideal, i + 1 < nrows ? "," : "");
   }
   if (js)
     fprintf (js, "  ],\n");
@@ -295,14 +319,18 @@ main (int argc, char **argv)
   if (repeat == 0 || repeat > 101)
     repeat = 3;
 
+  /* Request 0 is one chunk per request (what the engine did before it
+   * coalesced runs); 1 MiB is the default. */
   static const struct cfg full[] = {
-    { 64 * 1024, 1, 1 }, { 64 * 1024, 64, 1 }, { 64 * 1024, 64, 2 },
-    { 256 * 1024, 64, 1 }, { 256 * 1024, 64, 2 },
-    { 1024 * 1024, 16, 1 }, { 1024 * 1024, 16, 2 },
-    { 4096, 64, 2 },
+    { 64 * 1024, 1, 1, 0 }, { 64 * 1024, 64, 1, 0 }, { 64 * 1024, 64, 2, 0 },
+    { 64 * 1024, 64, 1, 1 << 20 }, { 64 * 1024, 64, 2, 1 << 20 },
+    { 256 * 1024, 64, 1, 0 }, { 256 * 1024, 64, 2, 0 },
+    { 1024 * 1024, 16, 1, 0 }, { 1024 * 1024, 16, 2, 0 },
+    { 4096, 64, 2, 0 }, { 4096, 64, 2, 1 << 20 },
   };
-  static const struct cfg small[] = { { 64 * 1024, 64, 2 },
-                                      { 1024 * 1024, 16, 2 } };
+  static const struct cfg small[] = { { 64 * 1024, 64, 2, 0 },
+                                      { 64 * 1024, 64, 2, 1 << 20 },
+                                      { 1024 * 1024, 16, 2, 0 } };
   const struct cfg *cfgs = quick ? small : full;
   size_t ncfg = quick ? sizeof small / sizeof small[0]
                       : sizeof full / sizeof full[0];
@@ -329,9 +357,9 @@ main (int argc, char **argv)
   printf ("Cold: the cache is fresh memory (first-touch page faults "
           "included, as in a real pull).  Warm: its pages were touched "
           "before (the engine's own cost).\n\n");
-  printf ("| chunk | window | workers | engine cold | memcpy cold | ratio | "
-          "engine warm | memcpy warm | ratio |\n"
-          "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  printf ("| chunk | window | workers | request | engine cold | memcpy cold "
+          "| ratio | engine warm | memcpy warm | ratio |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   double *v = calloc (repeat, sizeof *v), *m = calloc (repeat, sizeof *m);
   for (size_t i = 0; i < ncfg; i++) {
     const struct cfg *c = &cfgs[i];
@@ -344,16 +372,19 @@ main (int argc, char **argv)
       ve[warm] = median (v, repeat);
       vm[warm] = median (m, repeat);
     }
-    printf ("| %u KiB | %u | %u | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
-            c->chunk / 1024, c->window, c->workers, ve[0], vm[0],
+    char rq[32];
+    printf ("| %u KiB | %u | %u | %s | %.2f | %.2f | %.2f | %.2f | %.2f | "
+            "%.2f |\n", c->chunk / 1024, c->window, c->workers,
+            request_name (c->request, rq, sizeof rq), ve[0], vm[0],
             ve[0] / vm[0], ve[1], vm[1], ve[1] / vm[1]);
     fflush (stdout);
     if (js)
       fprintf (js, "    {\"chunk\": %u, \"window\": %u, \"workers\": %u, "
-               "\"engine_cold\": %.3f, \"memcpy_cold\": %.3f, "
-               "\"engine_warm\": %.3f, \"memcpy_warm\": %.3f}%s\n",
-               c->chunk, c->window, c->workers, ve[0], vm[0], ve[1], vm[1],
-               i + 1 < ncfg ? "," : "");
+               "\"request\": %u, \"engine_cold\": %.3f, "
+               "\"memcpy_cold\": %.3f, \"engine_warm\": %.3f, "
+               "\"memcpy_warm\": %.3f}%s\n",
+               c->chunk, c->window, c->workers, c->request, ve[0], vm[0],
+               ve[1], vm[1], i + 1 < ncfg ? "," : "");
   }
   if (js) {
     fprintf (js, "  ]\n}\n");

@@ -3,27 +3,44 @@
 # r3map's NBD client against libnbd's nbdcopy, same server (nbdkit memory,
 # filled with data so nothing is a hole), same sink, same proxy.  Wall time
 # of the whole command, so connecting and handshakes count for both.
+#   CLIENT=copy    (default) r3map copy URI file:TMPFS with its default
+#                  options (plus COPY_FLAGS, if set) against nbdcopy URI
+#                  TMPFS: the user command, through the region engine, into
+#                  a file in /dev/shm
+#   CLIENT=copy-tuned  the same with --chunk-size 1M --window 128 (the
+#                  hand-tuned flags this benchmark used before the engine
+#                  coalesced requests), for comparison
 #   CLIENT=reader  bench/nbd-client-read (the backend alone, bytes dropped)
 #                  against nbdcopy URI null:
-#   CLIENT=copy    r3map copy --chunk-size 1M --window 128 URI file:TMPFS
-#                  against nbdcopy URI TMPFS (the user command, through
-#                  the region engine, into a file in /dev/shm)
 #
 #   bench/nbd-client-rtt.sh [BUILD_DIR]
-#   env: RTTS="0 2 10 40" (ms)  REPS=3  SIZE=1G  CONNECTIONS=4
+#   env: RTTS="0 2 10 40" (ms)  REPS=3  SIZE=1G
+#        CONNECTIONS=N (passed to both clients; unset = both use their
+#        default, which is 4 for each)
 #        SERVER=nbdkit (nbdkit memory) or r3map (r3map serve memory:SIZE)
-#        CLIENT=reader or copy (above)
+#        CLIENT=copy, copy-tuned or reader (above); COPY_FLAGS="-r 2M"
 #
-# Prints a markdown table and writes bench/results/nbd-client-rtt-SERVER.json.
+# Prints a markdown table and writes
+# bench/results/nbd-client-rtt-SERVER-CLIENT.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 rtts=${RTTS:-0 2 10 40}
 reps=${REPS:-3}
 size=${SIZE:-1G}
-conns=${CONNECTIONS:-4}
+conns=${CONNECTIONS:-}
 server=${SERVER:-nbdkit}
-client=${CLIENT:-reader}
+client=${CLIENT:-copy}
+copy_flags=${COPY_FLAGS:-}
+case $client in
+  copy) ;;
+  copy-tuned) copy_flags="--chunk-size 1M --window 128 $copy_flags" ;;
+  reader) ;;
+  *) echo "CLIENT must be copy, copy-tuned or reader" >&2; exit 2 ;;
+esac
+# URI query and nbdcopy option for CONNECTIONS; empty: the defaults.
+conn_q= ; conn_opt=()
+if [ -n "$conns" ]; then conn_q="&connections=$conns"; conn_opt=(--connections="$conns"); fi
 shm=${SHM:-/dev/shm}
 reader=$build/bench/nbd-client-read
 proxy=$build/bench/proxy/delay-proxy
@@ -63,24 +80,25 @@ run_rtt () {   # run_rtt RTT_MS URI LABEL
   local rtt=$1 uri=$2 label=$3
   for rep in $(seq "$reps"); do
     local t0 t1 out
-    if [ "$client" = copy ]; then
+    if [ "$client" != reader ]; then
       t0=$(now)
-      "$build/tools/r3map/r3map" copy -q --chunk-size 1M --window 128 \
-        "$uri&connections=$conns" "file:$shm/r3m-rtt-$$.img" \
+      # shellcheck disable=SC2086 # COPY_FLAGS is a list of options
+      "$build/tools/r3map/r3map" copy -q $copy_flags \
+        "$uri$conn_q" "file:$shm/r3m-rtt-$$.img" \
         || { echo "r3map copy failed" >&2; exit 1; }
       t1=$(now)
       out='{}'
       rm -f "$shm/r3m-rtt-$$.img"
     else
       t0=$(now)
-      out=$("$reader" "$uri&connections=$conns" 2>&1) || { echo "r3map failed: $out" >&2; exit 1; }
+      out=$("$reader" "$uri$conn_q" 2>&1) || { echo "r3map failed: $out" >&2; exit 1; }
       t1=$(now)
     fi
     echo "$label r3map $rep $((t1 - t0)) $out" >> "$results"
     local sink=null:
-    [ "$client" = copy ] && sink=$shm/nbdcopy-rtt-$$.img
+    [ "$client" != reader ] && sink=$shm/nbdcopy-rtt-$$.img
     t0=$(now)
-    nbdcopy --connections="$conns" "$uri" "$sink" \
+    nbdcopy "${conn_opt[@]}" "$uri" "$sink" \
       || { echo "nbdcopy failed" >&2; exit 1; }
     t1=$(now)
     rm -f "$shm/nbdcopy-rtt-$$.img"
@@ -104,10 +122,10 @@ for rtt in $rtts; do
 done
 
 mkdir -p bench/results
-/usr/bin/python3 - "$results" "$size" "$reps" "$conns" "$(nproc)" "$server" "$client" \
+/usr/bin/python3 - "$results" "$size" "$reps" "${conns:-default}" "$(nproc)" "$server" "$client" "$copy_flags" \
   "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
 import json, statistics, sys, re, datetime
-path, size, reps, conns, ncpu, server, client, load = sys.argv[1:]
+path, size, reps, conns, ncpu, server, client, copy_flags, load = sys.argv[1:]
 runs, inner = {}, {}
 for line in open(path):
     f = line.split(None, 4)
@@ -127,9 +145,9 @@ for label, r in runs.items():
         "r3map_s": r["r3map"], "nbdcopy_s": r["nbdcopy"],
         "r3map_GBps": nbytes / ours / 1e9, "nbdcopy_GBps": nbytes / theirs / 1e9,
         "ratio": theirs / ours,
-        "r3map_open_s_median": None if client == "copy" else
+        "r3map_open_s_median": None if client != "reader" else
             statistics.median(x["open_s"] for x in inner[label]),
-        "r3map_read_only_GBps_median": None if client == "copy" else
+        "r3map_read_only_GBps_median": None if client != "reader" else
             statistics.median(x["read_GBps"] for x in inner[label]),
     })
 zero = next((x for x in rows if x["rtt_ms"] == 0.0), None)
@@ -142,13 +160,16 @@ for x in rows:
         x["r3map_GBps"], x["nbdcopy_GBps"], x["ratio"], rel))
 out = {
     "benchmark": "nbd-client-rtt", "date": datetime.datetime.now().isoformat(),
-    "server": server, "client": client, "bytes": nbytes, "reps": int(reps),
-    "connections": int(conns),
+    "server": server, "client": client, "copy_flags": copy_flags.strip(),
+    "bytes": nbytes, "reps": int(reps),
+    "connections": conns,
     "cpus": int(ncpu), "loadavg_at_end": load,
-    "note": "median wall time of the whole command (connect + read); sink drops bytes",
+    "note": "median wall time of the whole command (connect + read); sink: "
+            + ("bytes dropped" if client == "reader" else "a file in /dev/shm"),
     "rows": rows,
 }
-name = "bench/results/nbd-client-rtt-%s%s.json" % (server, "-copy" if client == "copy" else "")
+name = "bench/results/nbd-client-rtt-%s-%s.json" % (server, client)
 json.dump(out, open(name, "w"), indent=2)
-print("\nserver: %s, client: %s; wrote %s (load average %s on %s CPUs)" % (server, client, name, load, ncpu))
+print("\nserver: %s, client: %s %s; wrote %s (load average %s on %s CPUs)" % (
+    server, client, copy_flags.strip(), name, load, ncpu))
 PY

@@ -46,7 +46,9 @@ struct r3m_region_options {
   uint32_t chunk_size;       /* power of two; default 64 KiB */
   unsigned pull_workers;     /* threads storing background fetches into the
                                 cache; 0 = no background pull; default 2 */
-  unsigned pull_window;      /* background fetches in flight; default 64 */
+  unsigned pull_window;      /* background requests in flight; default 64;
+                                the puller multiplies it by the remote's
+                                round trip / 10 ms, up to 4x */
   bool pull_first;           /* r3m_region_open returns once all is local */
   r3m_priority_fn priority;  /* NULL = ascending chunk order */
   void *priority_user;
@@ -72,6 +74,14 @@ struct r3m_region_options {
    * backend (the final push and flushes, fetches in flight) before it
    * gives up with -ETIMEDOUT; default 30000. */
   uint32_t close_timeout_ms;
+  /* Largest background request: the puller fetches a run of adjacent
+   * chunks that are next in the pull order with one remote request of up
+   * to this many bytes (at least one chunk), so a window of pull_window
+   * requests keeps pull_window x pull_request_size bytes in flight.
+   * A remote that runs requests inline (memory:, pattern:) gets at most
+   * 64 KiB, which keeps the buffer in the CPU cache.
+   * 0 = one chunk per request; default 1 MiB. */
+  uint32_t pull_request_size;
 };
 
 /* Fill in the defaults. */

@@ -87,11 +87,13 @@ struct eng_stripe {
   unsigned waiters;           /* threads in cv; skip broadcasts when 0 */
 } __attribute__ ((aligned (64)));
 
-/* A background fetch (puller).  Heap-allocated; owns its chunk buffer. */
+/* A background fetch (puller) of a run of adjacent chunks, one remote
+ * request.  Heap-allocated; owns its buffer (run_max chunks). */
 struct eng_fetch {
   struct r3m_io io;
   struct r3m_region *r;
-  uint64_t chunk;
+  uint64_t chunk;             /* first chunk of the run */
+  uint32_t n;                 /* chunks in the run, all BUSY and ours */
   unsigned attempt;
   int result;
   bool zero;                  /* the remote said zeros: no transfer */
@@ -110,6 +112,9 @@ struct eng_puller {
   struct eng_fetch *free;     /* reusable fetch slots */
   unsigned inflight;          /* submitted, completion not yet handled */
   unsigned window;
+  uint32_t run_max;           /* chunks per background request */
+  unsigned char *arena;       /* buffers of the first `window` slots */
+  size_t arena_len, arena_used;
   unsigned running;           /* worker threads not yet exited */
   bool scanning, scanned;     /* one worker asks the remote for zero
                                  extents before anybody claims */

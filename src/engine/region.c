@@ -24,6 +24,7 @@ r3m_region_options_init (struct r3m_region_options *o)
   o->push_interval_ms = 5000;
   o->fetch_retries = 2;
   o->close_timeout_ms = 30000;
+  o->pull_request_size = 1024 * 1024;
 }
 
 void

@@ -32,7 +32,9 @@ cmp "$tmp/out" "$tmp/expected" || fail "pattern->dir->file: wrong bytes"
 
 # Chunk sizes, workers and window change how, not what.
 for opts in "--chunk-size 4K" "--chunk-size 1M" "--workers 1 --window 1" \
-            "--chunk-size 512 --workers 4 --window 256"; do
+            "--chunk-size 512 --workers 4 --window 256" \
+            "--request-size 512" "--chunk-size 4K --request-size 3M" \
+            "--chunk-size 1M --request-size 64K" "--window 3 --request-size 5000"; do
   rm -f "$tmp/out"
   # shellcheck disable=SC2086
   run copy $opts "pattern:$size" "file:$tmp/out"

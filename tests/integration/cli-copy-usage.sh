@@ -24,6 +24,10 @@ run copy --window lots pattern:1M memory:1M
 expect_usage "--window: 'lots' is not a number"
 run copy --window -3 pattern:1M memory:1M
 expect_usage "--window: '-3' is not a number"
+run copy --request-size 100 pattern:1M memory:1M
+expect_usage "--request-size: '100' is out of range (512 B to 64 MiB)"
+run copy --request-size 1G pattern:1M memory:1M
+expect_usage "--request-size: '1G' is out of range (512 B to 64 MiB)"
 
 # Backends.
 run copy nosuch:1M memory:1M

@@ -3,9 +3,9 @@
  *
  * SRC is opened read-only and becomes the region's remote; DST becomes its
  * cache.  The region's background puller fetches every chunk of SRC into
- * DST with a window of requests in flight, exactly as a mount pre-copies a
- * remote region, so this command is also the simplest way to measure the
- * puller.  Nothing is ever written back to SRC (nothing is dirty), and
+ * DST with a window of requests in flight, each request a run of adjacent
+ * chunks (--request-size), exactly as a mount pre-copies a remote region,
+ * so this command is also the simplest way to measure the puller.  Nothing is ever written back to SRC (nothing is dirty), and
  * closing the region flushes DST.  --verify then reads both sides again,
  * independently of the engine (verify.c).
  *
@@ -33,6 +33,7 @@
 #define MAX_CHUNK (64u << 20)
 #define MAX_WORKERS 256
 #define MAX_WINDOW 4096
+#define MAX_REQUEST (64u << 20)
 
 enum progress_mode { PROGRESS_AUTO, PROGRESS_ON, PROGRESS_OFF };
 
@@ -61,6 +62,8 @@ cli_copy_help (FILE *out)
   r3m_region_options_init (&d);
   char chunk[32];
   cli_format_size_exact (d.chunk_size, chunk, sizeof chunk);
+  char request[32];
+  cli_format_size_exact (d.pull_request_size, request, sizeof request);
   fprintf (out,
 "Usage: r3map copy [OPTIONS] SRC DST\n"
 "\n"
@@ -78,8 +81,14 @@ cli_copy_help (FILE *out)
 "                         (default: the engine's, %s)\n"
 "  -w, --workers=N        threads storing fetched chunks into DST, 1 to %u\n"
 "                         (default: %u)\n"
-"  -W, --window=N         chunk fetches in flight against SRC, 1 to %u\n"
-"                         (default: %u)\n"
+"  -W, --window=N         requests in flight against SRC, 1 to %u\n"
+"                         (default: %u; grown up to 4x when SRC's round\n"
+"                         trip is 20 ms or more)\n"
+"  -r, --request-size=SIZE\n"
+"                         largest request to SRC: runs of adjacent chunks\n"
+"                         up to SIZE go as one request, so up to window x\n"
+"                         SIZE bytes are in flight; 512 to 64M, at least\n"
+"                         one chunk (default: %s)\n"
 "      --verify           after the copy, open SRC and DST again and read\n"
 "                         them, each on its own thread; compare XXH3-64\n"
 "                         hashes chunk by chunk, report the first chunk\n"
@@ -106,7 +115,7 @@ cli_copy_help (FILE *out)
 "  r3map copy --workers 4 --window 256 dir:/tmp/chunks file:/tmp/back.img\n"
 "  r3map copy pattern:4G memory:4G     (measures: memory: is gone at exit)\n",
            chunk, MAX_WORKERS, d.pull_workers, MAX_WINDOW, d.pull_window,
-           CLI_PROGRESS_INTERVAL_MS);
+           request, CLI_PROGRESS_INTERVAL_MS);
 }
 
 enum { OPT_VERIFY = 0x100, OPT_PROGRESS, OPT_NO_PROGRESS };
@@ -119,6 +128,7 @@ parse (const struct cli_command *cmd, int argc, char **argv,
     { "chunk-size", required_argument, NULL, 'c' },
     { "workers", required_argument, NULL, 'w' },
     { "window", required_argument, NULL, 'W' },
+    { "request-size", required_argument, NULL, 'r' },
     { "verify", no_argument, NULL, OPT_VERIFY },
     { "progress", no_argument, NULL, OPT_PROGRESS },
     { "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
@@ -130,7 +140,7 @@ parse (const struct cli_command *cmd, int argc, char **argv,
   r3m_region_options_init (&o->region);
   int c, status;
   uint64_t v;
-  while ((c = cli_getopt (cmd, argc, argv, "c:w:W:qh", longopts, &status))
+  while ((c = cli_getopt (cmd, argc, argv, "c:w:W:r:qh", longopts, &status))
          != -1) {
     switch (c) {
     case CLI_OPT_STOP:
@@ -150,6 +160,12 @@ parse (const struct cli_command *cmd, int argc, char **argv,
       if (cli_parse_count (cmd, "--window", optarg, 1, MAX_WINDOW, &v) < 0)
         return CLI_EXIT_USAGE;
       o->region.pull_window = (unsigned) v;
+      break;
+    case 'r':
+      if (cli_parse_size (cmd, "--request-size", optarg, 512, MAX_REQUEST,
+                          0, &v) < 0)
+        return CLI_EXIT_USAGE;
+      o->region.pull_request_size = (uint32_t) v;
       break;
     case OPT_VERIFY:
       o->verify = true;

@@ -283,6 +283,7 @@ test_close_with_stalled_background_fetch (void **state)
   struct r3m_region_options o = opts ();
   o.pull_workers = 2;
   o.pull_window = 4;
+  o.pull_request_size = CS;     /* several requests, each stalled */
   x.rmem = NULL;
   struct tfault_rule stall = { .ops = TF_OP (R3M_IO_READ), .stall = true };
   x.rmem = tu_memory (SIZE);

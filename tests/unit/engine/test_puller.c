@@ -435,6 +435,9 @@ test_skips_local_chunks (void **state)
   o.chunk_size = CS;
   o.pull_workers = 1;
   o.pull_window = 1;
+  /* One chunk per request, so that the stalled fetch holds chunk 0 only
+   * (runs are test_run_stops_at_local_chunks). */
+  o.pull_request_size = CS;
   o.push_window = 0;
   struct r3m_region *r;
   assert_int_equal (r3m_region_open (remote, cache, &o, &r, NULL), 0);
