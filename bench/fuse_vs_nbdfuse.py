@@ -74,7 +74,11 @@ class Mount:
         if os.path.exists(pid):
             os.unlink(pid)
         if self.kind.startswith("r3map"):
-            cmd = [self.args.r3map, "mount", "--quiet", "--pid-file", pid,
+            binary = self.args.r3map
+            if self.kind.endswith("@base"):
+                binary = self.args.baseline
+                self.kind = self.kind[:-len("@base")]
+            cmd = [binary, "mount", "--quiet", "--pid-file", pid,
                    "--at", self.dir, self.uri]
             if self.kind == "r3map-ondemand":
                 cmd[2:2] = ["--pull-workers", "0"]
@@ -142,6 +146,15 @@ def main():
     ap.add_argument("--fuse-read", default=os.path.join(ROOT, "build/bench/fuse_read"))
     ap.add_argument("--r3map-args", default="",
                     help="extra options for r3map mount (to explore)")
+    ap.add_argument("--settle", type=float, default=3.0,
+                    help="seconds to wait before each read (default 3): "
+                    "on a VM that returns freed memory to its host (free "
+                    "page reporting), memory freed by the previous mount "
+                    "is cold again by then, so every reader starts alike")
+    ap.add_argument("--baseline", metavar="R3MAP",
+                    help="another r3map binary (e.g. a build of main): "
+                    "each r3map system also runs with it, as SYSTEM@base, "
+                    "in the same loop (A/B on the same load)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
 
@@ -153,6 +166,8 @@ def main():
                                sys.executable] + sys.argv, env)
 
     systems = args.systems.split(",")
+    if args.baseline:
+        systems += [s + "@base" for s in systems if s.startswith("r3map")]
     workloads = args.workloads.split(",")
     tmp = tempfile.mkdtemp(prefix="r3m-fusebench-")
     shm = tempfile.mkdtemp(prefix="r3m-fusebench-", dir="/dev/shm")
@@ -184,7 +199,10 @@ def run_all(args, systems, workloads, tmp, uri, data, server):
     checks = {}
     for rep in range(args.repeat):
         for w in workloads:
-            for s in systems:
+            # Alternate the order between repetitions, so that no system
+            # always follows the same neighbour.
+            for s in (systems if rep % 2 == 0 else systems[::-1]):
+                time.sleep(args.settle)
                 if s == "tmpfs":
                     rate, check, cpu = read(args, w, data, [])
                 else:
