@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 
 #include "engine/engine.h"
@@ -301,10 +302,12 @@ r3m_region_read (struct r3m_region *r, void *buf, size_t len, uint64_t off)
  *     turn LOCAL and their waiters wake.
  * Holding our BUSY chunks through the callback is safe only if we wait for
  * nobody meanwhile: a batch that meets a chunk somebody else is filling
- * (CL_WAIT) takes the ordinary path (fill the buffer, then deliver), since
- * two readers each holding a BUSY chunk the other waits for would
- * deadlock.  Reader counts only hold off invalidate, which waits holding
- * nothing, so they may be kept while our fetches are in flight. */
+ * (CL_WAIT; in a mount with background pull, the puller's, which is the
+ * common case for sequential reads) first finishes its own fetches, then
+ * waits for the others holding reader counts only, then delivers from the
+ * cache.  Two readers each holding a BUSY chunk the other waits for would
+ * deadlock; reader counts only hold off invalidate, which waits holding
+ * nothing, so they may be kept while we wait for fetches. */
 
 static void
 piece_add (struct iovec *iov, int *n, const void *base, size_t len)
@@ -338,9 +341,54 @@ any_stale (struct r3m_region *r, const struct span *sp, const enum claim *k,
   return stale;
 }
 
-/* The fast path: no CL_WAIT in the batch, the cache lends memory `mem`.
- * Returns the callback's result, or -errno if the read failed; *delivered
- * tells which. */
+/* Hold chunk c as a reader once it is LOCAL: wait while somebody fills
+ * it, fetch it straight into the cache if it is REMOTE.  We hold no BUSY
+ * chunk while waiting here. */
+static int
+hold_local (struct r3m_region *r, unsigned char *mem, uint64_t c)
+{
+  struct eng_chunk *ch = &r->chunk[c];
+  for (;;) {
+    eng_lock (r, c);
+    while (ch->state == ENG_BUSY)
+      eng_wait (r, c);
+    bool local = ch->state == ENG_LOCAL;
+    if (local)
+      ch->readers++;
+    else
+      ch->state = ENG_BUSY;
+    eng_unlock (r, c);
+    if (local)
+      return 0;
+    int e = eng_fetch_sync_nostore (r, c, mem + eng_chunk_off (r, c));
+    (void) eng_fetch_finish (r, c, e);
+    if (e < 0)
+      return e;
+    /* Stored (or invalidated meanwhile): go round to hold it. */
+  }
+}
+
+/* Fault in the cache pages chunks first..last will be received into, on
+ * this thread and while their fetches are in flight, rather than one page
+ * at a time inside the connection's receive (a single thread that every
+ * reply passes through).  Advice only: failures do not matter. */
+static void
+populate (struct r3m_region *r, unsigned char *mem, uint64_t first,
+          uint64_t last)
+{
+#ifdef MADV_POPULATE_WRITE
+  unsigned char *a = mem + eng_chunk_off (r, first);
+  size_t len = (size_t) (eng_chunk_off (r, last) + eng_chunk_len (r, last)
+                         - eng_chunk_off (r, first));
+  if (r->cs >= 4096 && ((uintptr_t) a & 4095) == 0)
+    (void) madvise (a, len & ~(size_t) 4095, MADV_POPULATE_WRITE);
+#else
+  (void) r; (void) mem; (void) first; (void) last;
+#endif
+}
+
+/* The batch, with the cache lending memory `mem`.  Returns the callback's
+ * result, or -errno if the read failed; *delivered tells which. */
 static int
 deliver_batch (struct r3m_region *r, unsigned char *mem, struct span *sp,
                enum claim *k, size_t n, r3m_region_deliver_fn deliver,
@@ -348,17 +396,29 @@ deliver_batch (struct r3m_region *r, unsigned char *mem, struct span *sp,
 {
   struct eng_dfetch f[BATCH];
   struct eng_group g;
-  bool any_mine = false;
+  bool any_mine = false, any_wait = false;
   int err = 0;
 
-  for (size_t i = 0; i < n; i++)
+  *delivered = false;
+  for (size_t i = 0; i < n; i++) {
     any_mine |= k[i] == CL_MINE;
+    any_wait |= k[i] == CL_WAIT;
+  }
   if (any_mine) {
     eng_group_init (&g);
     for (size_t i = 0; i < n; i++)
       if (k[i] == CL_MINE)
         eng_group_submit (r, &g, &f[i], sp[i].c,
                           mem + eng_chunk_off (r, sp[i].c));
+    for (size_t i = 0; i < n;) {
+      size_t j = i;
+      if (k[i] == CL_MINE) {
+        while (j + 1 < n && k[j + 1] == CL_MINE)
+          j++;
+        populate (r, mem, sp[i].c, sp[j].c);
+      }
+      i = j + 1;
+    }
     eng_group_wait (&g);
     eng_group_destroy (&g);
     for (size_t i = 0; i < n; i++) {
@@ -371,8 +431,8 @@ deliver_batch (struct r3m_region *r, unsigned char *mem, struct span *sp,
   }
 
   int res = err;
-  *delivered = false;
-  if (err == 0 && !(any_mine && any_stale (r, sp, k, n))) {
+  /* Fast: nothing to wait for, so deliver while ours are still BUSY. */
+  if (!any_wait && err == 0 && !(any_mine && any_stale (r, sp, k, n))) {
     struct iovec iov[BATCH];
     int niov = 0;
     for (size_t i = 0; i < n; i++)
@@ -382,10 +442,8 @@ deliver_batch (struct r3m_region *r, unsigned char *mem, struct span *sp,
   }
 
   for (size_t i = 0; i < n; i++) {
-    if (k[i] == CL_LOCAL) {
-      release_reader (r, sp[i].c);
+    if (k[i] != CL_MINE)
       continue;
-    }
     int e = f[i].result;
     if (e == 0) {
       /* Counted before the chunk turns LOCAL, as eng_fetch_store does. */
@@ -393,7 +451,33 @@ deliver_batch (struct r3m_region *r, unsigned char *mem, struct span *sp,
       atomic_fetch_add (&r->bytes_fetched, eng_chunk_len (r, sp[i].c));
     }
     (void) eng_fetch_finish (r, sp[i].c, e);
+    k[i] = CL_WAIT;             /* not held: hold_local below if needed */
   }
+
+  /* Slow: another thread (the puller, mostly) is filling some chunks.  Ours
+   * are finished above, so we wait holding only reader counts, then answer
+   * from the cache all the same. */
+  if (!*delivered && err == 0 && any_wait) {
+    for (size_t i = 0; i < n && err == 0; i++)
+      if (k[i] == CL_WAIT) {
+        err = hold_local (r, mem, sp[i].c);
+        if (err == 0)
+          k[i] = CL_LOCAL;
+      }
+    res = err;
+    if (err == 0) {
+      struct iovec iov[BATCH];
+      int niov = 0;
+      for (size_t i = 0; i < n; i++)
+        piece_add (iov, &niov, mem + sp[i].off, sp[i].len);
+      res = deliver (iov, niov, user);
+      *delivered = true;
+    }
+  }
+
+  for (size_t i = 0; i < n; i++)
+    if (k[i] == CL_LOCAL)
+      release_reader (r, sp[i].c);
   return res;
 }
 
@@ -416,22 +500,12 @@ r3m_region_read_deliver (struct r3m_region *r, void *buf, size_t len,
     struct span sp[BATCH];
     enum claim k[BATCH];
     size_t n = (size_t) (last - first + 1);
-    bool wait = false, delivered;
+    bool delivered;
     claim_batch (r, buf, off, end, first, n, sp, k);
-    for (size_t i = 0; i < n; i++)
-      wait |= k[i] == CL_WAIT;
-    if (!wait) {
-      e = deliver_batch (r, mem, sp, k, n, deliver, user, &delivered);
-      if (delivered || e < 0)
-        return e;
-      /* A fetched chunk went stale: read again the ordinary way. */
-    } else {
-      e = read_claimed (r, sp, k, n);
-      if (e < 0)
-        return e;
-      struct iovec iov = { buf, len };
-      return deliver (&iov, 1, user);
-    }
+    e = deliver_batch (r, mem, sp, k, n, deliver, user, &delivered);
+    if (delivered || e < 0)
+      return e;
+    /* A fetched chunk went stale: read again the ordinary way. */
   }
   e = r3m_region_read (r, buf, len, off);
   if (e < 0)
