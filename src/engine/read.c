@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/uio.h>
 
 #include "engine/engine.h"
@@ -368,25 +367,6 @@ hold_local (struct r3m_region *r, unsigned char *mem, uint64_t c)
   }
 }
 
-/* Fault in the cache pages chunks first..last will be received into, on
- * this thread and while their fetches are in flight, rather than one page
- * at a time inside the connection's receive (a single thread that every
- * reply passes through).  Advice only: failures do not matter. */
-static void
-populate (struct r3m_region *r, unsigned char *mem, uint64_t first,
-          uint64_t last)
-{
-#ifdef MADV_POPULATE_WRITE
-  unsigned char *a = mem + eng_chunk_off (r, first);
-  size_t len = (size_t) (eng_chunk_off (r, last) + eng_chunk_len (r, last)
-                         - eng_chunk_off (r, first));
-  if (r->cs >= 4096 && ((uintptr_t) a & 4095) == 0)
-    (void) madvise (a, len & ~(size_t) 4095, MADV_POPULATE_WRITE);
-#else
-  (void) r; (void) mem; (void) first; (void) last;
-#endif
-}
-
 /* The batch, with the cache lending memory `mem`.  Returns the callback's
  * result, or -errno if the read failed; *delivered tells which. */
 static int
@@ -415,7 +395,7 @@ deliver_batch (struct r3m_region *r, unsigned char *mem, struct span *sp,
       if (k[i] == CL_MINE) {
         while (j + 1 < n && k[j + 1] == CL_MINE)
           j++;
-        populate (r, mem, sp[i].c, sp[j].c);
+        eng_cache_populate (r, mem, sp[i].c, sp[j].c);
       }
       i = j + 1;
     }
@@ -491,8 +471,7 @@ r3m_region_read_deliver (struct r3m_region *r, void *buf, size_t len,
     return e;
   if (off > r->size || len > r->size - off)
     return -EINVAL;
-  unsigned char *mem = r->cache && len > 0 ? r3m_backend_direct (r->cache)
-                                           : NULL;
+  unsigned char *mem = len > 0 ? eng_cache_mem (r) : NULL;
   uint64_t end = off + len;
   uint64_t first = off >> r->shift;
   uint64_t last = len > 0 ? (end - 1) >> r->shift : first;
