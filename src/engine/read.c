@@ -438,7 +438,10 @@ deliver_batch (struct r3m_region *r, unsigned char *mem, struct span *sp,
    * are finished above, so we wait holding only reader counts, then answer
    * from the cache all the same. */
   if (!*delivered && err == 0 && any_wait) {
-    for (size_t i = 0; i < n && err == 0; i++)
+    /* Last chunk first: the puller fills a run front to back, so once the
+     * last is local the others mostly are too, and we sleep once rather
+     * than once per chunk (a wake-up is dear on these VMs). */
+    for (size_t i = n; i-- > 0 && err == 0;)
       if (k[i] == CL_WAIT) {
         err = hold_local (r, mem, sp[i].c);
         if (err == 0)
