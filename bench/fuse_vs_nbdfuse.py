@@ -20,7 +20,11 @@ so both FUSE clients start with an empty page cache and r3map (except
 r3map-pulled) with an empty region cache: cold reads from the server.  The median of
 --repeat runs is reported, with the ratio to nbdfuse and to tmpfs, and
 the CPU time the reader, the FUSE client and the server spent per GB read
-(less sensitive than MB/s to other load on the machine).
+(less sensitive than MB/s to other load on the machine).  Each read waits
+--settle seconds first (freed memory goes back to the host on these VMs,
+so every reader starts equally cold), and the order of the systems
+alternates between repetitions.  --baseline R3MAP adds every r3map system
+once more with another binary (SYSTEM@base): an A/B under the same load.
 
 Run as root from the repository root after scripts/build.sh build:
   /usr/bin/python3 bench/fuse_vs_nbdfuse.py --json bench/results/fuse_read.json
