@@ -20,7 +20,11 @@ so both FUSE clients start with an empty page cache and r3map (except
 r3map-pulled) with an empty region cache: cold reads from the server.  The median of
 --repeat runs is reported, with the ratio to nbdfuse and to tmpfs, and
 the CPU time the reader, the FUSE client and the server spent per GB read
-(less sensitive than MB/s to other load on the machine).
+(less sensitive than MB/s to other load on the machine).  Each read waits
+--settle seconds first (freed memory goes back to the host on these VMs,
+so every reader starts equally cold), and the order of the systems
+alternates between repetitions.  --baseline R3MAP adds every r3map system
+once more with another binary (SYSTEM@base): an A/B under the same load.
 
 Run as root from the repository root after scripts/build.sh build:
   /usr/bin/python3 bench/fuse_vs_nbdfuse.py --json bench/results/fuse_read.json
@@ -74,7 +78,11 @@ class Mount:
         if os.path.exists(pid):
             os.unlink(pid)
         if self.kind.startswith("r3map"):
-            cmd = [self.args.r3map, "mount", "--quiet", "--pid-file", pid,
+            binary = self.args.r3map
+            if self.kind.endswith("@base"):
+                binary = self.args.baseline
+                self.kind = self.kind[:-len("@base")]
+            cmd = [binary, "mount", "--quiet", "--pid-file", pid,
                    "--at", self.dir, self.uri]
             if self.kind == "r3map-ondemand":
                 cmd[2:2] = ["--pull-workers", "0"]
@@ -142,6 +150,15 @@ def main():
     ap.add_argument("--fuse-read", default=os.path.join(ROOT, "build/bench/fuse_read"))
     ap.add_argument("--r3map-args", default="",
                     help="extra options for r3map mount (to explore)")
+    ap.add_argument("--settle", type=float, default=3.0,
+                    help="seconds to wait before each read (default 3): "
+                    "on a VM that returns freed memory to its host (free "
+                    "page reporting), memory freed by the previous mount "
+                    "is cold again by then, so every reader starts alike")
+    ap.add_argument("--baseline", metavar="R3MAP",
+                    help="another r3map binary (e.g. a build of main): "
+                    "each r3map system also runs with it, as SYSTEM@base, "
+                    "in the same loop (A/B on the same load)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
 
@@ -153,6 +170,8 @@ def main():
                                sys.executable] + sys.argv, env)
 
     systems = args.systems.split(",")
+    if args.baseline:
+        systems += [s + "@base" for s in systems if s.startswith("r3map")]
     workloads = args.workloads.split(",")
     tmp = tempfile.mkdtemp(prefix="r3m-fusebench-")
     shm = tempfile.mkdtemp(prefix="r3m-fusebench-", dir="/dev/shm")
@@ -184,7 +203,10 @@ def run_all(args, systems, workloads, tmp, uri, data, server):
     checks = {}
     for rep in range(args.repeat):
         for w in workloads:
-            for s in systems:
+            # Alternate the order between repetitions, so that no system
+            # always follows the same neighbour.
+            for s in (systems if rep % 2 == 0 else systems[::-1]):
+                time.sleep(args.settle)
                 if s == "tmpfs":
                     rate, check, cpu = read(args, w, data, [])
                 else:

@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <r3map/backend.h>
 #include <r3map/error.h>
@@ -110,6 +111,21 @@ uint32_t r3m_region_chunk_size (const struct r3m_region *r);
 
 int r3m_region_read (struct r3m_region *r, void *buf, size_t len,
                      uint64_t off);
+
+/* Read [off, off+len) and hand the bytes to `deliver` once, as n pieces in
+ * order (n is 0 only for len 0), valid only during the call; returns what
+ * deliver returned, or -errno without calling it if the read failed.  For a
+ * caller that copies the bytes on anyway (the FUSE frontend writes them to
+ * the kernel): when the cache lends its memory the pieces point into it, so
+ * local chunks are not copied into buf, fetched chunks are received
+ * straight into the cache, and deliver runs before fetched chunks are
+ * marked local.  buf (len bytes) is used only when that is not possible.
+ * deliver must not call into the region. */
+typedef int (*r3m_region_deliver_fn) (const struct iovec *iov, int n,
+                                      void *user);
+int r3m_region_read_deliver (struct r3m_region *r, void *buf, size_t len,
+                             uint64_t off, r3m_region_deliver_fn deliver,
+                             void *user);
 /* flags: R3M_IO_FUA (the data is pushed and the remote flushed first).
  * Writes, zeroes, trims and mark_dirty fail with -EPERM when the remote is
  * read-only. */

@@ -3,8 +3,20 @@
  * The store is one private anonymous mapping with MAP_NORESERVE: pages cost
  * nothing until written, so memory:1T works on a small machine as long as
  * little of it is used.  Zeroing whole pages gives them back to the kernel
- * (MADV_DONTNEED), which is both the fast zero and the trim. */
+ * (MADV_DONTNEED), which is both the fast zero and the trim.
+ *
+ * The first write to a page costs a page fault, which on the VMs we run on
+ * is most of what filling a cache costs (about 0.45 s per GB in 4 KiB
+ * faults).  Faulting a whole range in with one MADV_POPULATE_WRITE call
+ * costs about a quarter less, but the same call on pages that are already
+ * there costs 0.1-0.2 s per GB for nothing.  So the backend remembers, per
+ * 64 KiB granule, whether it has populated it since the mapping was made or
+ * the granule last dropped: a write covering never-populated granules
+ * populates them first, later writes pay one bit test.  The bits are hints
+ * (atomics, no lock): a race only costs the optimisation. */
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -13,11 +25,67 @@
 #include "backend/backends.h"
 #include "util/error.h"
 
+#define GRANULE_SHIFT 16        /* 64 KiB */
+#define GRANULE ((size_t) 1 << GRANULE_SHIFT)
+
 struct memory {
   unsigned char *base;
   size_t size;
   size_t page;
+  _Atomic uint64_t *populated;  /* a bit per granule; NULL: never populate */
 };
+
+static bool
+granule_test (struct memory *m, size_t g)
+{
+  return (atomic_load_explicit (&m->populated[g / 64], memory_order_relaxed)
+          >> (g % 64)) & 1;
+}
+
+/* Populate the never-populated whole granules of [off, off+len), in runs. */
+static void
+populate_fresh (struct memory *m, uint64_t off, size_t len)
+{
+#ifdef MADV_POPULATE_WRITE
+  if (!m->populated || len < GRANULE)
+    return;
+  size_t first = (size_t) ((off + GRANULE - 1) >> GRANULE_SHIFT);
+  size_t end = (size_t) ((off + len) >> GRANULE_SHIFT);
+  for (size_t g = first; g < end;) {
+    if (granule_test (m, g)) {
+      g++;
+      continue;
+    }
+    size_t h = g;
+    while (h < end && !granule_test (m, h))
+      h++;
+    if (madvise (m->base + (g << GRANULE_SHIFT), (h - g) << GRANULE_SHIFT,
+                 MADV_POPULATE_WRITE) < 0)
+      return;                   /* not supported: plain faults then */
+    for (size_t i = g; i < h; i++)
+      atomic_fetch_or_explicit (&m->populated[i / 64],
+                                UINT64_C (1) << (i % 64),
+                                memory_order_relaxed);
+    g = h;
+  }
+#else
+  (void) m; (void) off; (void) len;
+#endif
+}
+
+/* The whole granules of [off, off+len) were dropped. */
+static void
+granules_dropped (struct memory *m, uint64_t off, uint64_t len)
+{
+  if (!m->populated)
+    return;
+  size_t first = (size_t) ((off + GRANULE - 1) >> GRANULE_SHIFT);
+  size_t end = (size_t) ((off + len) >> GRANULE_SHIFT);
+  for (size_t i = first; i < end; i++)
+    atomic_fetch_and_explicit (&m->populated[i / 64],
+                               ~(UINT64_C (1) << (i % 64)),
+                               memory_order_relaxed);
+}
 
 static int
 memory_pread (void *self, void *buf, size_t len, uint64_t off)
@@ -32,6 +100,7 @@ memory_pwrite (void *self, const void *buf, size_t len, uint64_t off,
                unsigned flags)
 {
   struct memory *m = self;
+  populate_fresh (m, off, len);
   memcpy (m->base + off, buf, len);
   return 0;
 }
@@ -52,6 +121,8 @@ memory_zero (void *self, size_t len, uint64_t off, unsigned flags)
   memset (m->base + last, 0, end - last);
   if (madvise (m->base + first, last - first, MADV_DONTNEED) < 0)
     memset (m->base + first, 0, last - first);
+  else
+    granules_dropped (m, first, last - first);
   return 0;
 }
 
@@ -74,6 +145,7 @@ memory_close (void *self)
   struct memory *m = self;
   if (m->size > 0)
     munmap (m->base, m->size);
+  free (m->populated);
   free (m);
 }
 
@@ -109,6 +181,10 @@ be_memory_new (uint64_t size, unsigned open_flags, const char *description,
       free (m);
       return util_errno (err, e, "%s: mmap", what);
     }
+    /* Without the bits (no memory for them) writes just fault. */
+    size_t granules = (m->size + GRANULE - 1) >> GRANULE_SHIFT;
+    if (m->page <= GRANULE)
+      m->populated = calloc ((granules + 63) / 64, sizeof *m->populated);
   }
   struct r3m_backend_info info = {
     .size = size,

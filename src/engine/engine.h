@@ -249,6 +249,18 @@ void eng_notify_local (struct r3m_region *r, uint64_t c);
 int eng_fetch_sync_nostore (struct r3m_region *r, uint64_t c, void *buf);
 int eng_fetch_sync (struct r3m_region *r, uint64_t c, void *buf);
 
+/* ---- cache_mem.c: the cache's lent memory ---- */
+/* Byte 0 of the cache's memory if the cache lends it (r3m_backend_direct),
+ * else NULL.  The owner of a BUSY chunk may receive its fetch straight into
+ * mem + eng_chunk_off (r, c): nobody else touches those bytes. */
+unsigned char *eng_cache_mem (struct r3m_region *r);
+/* Fault in (MADV_POPULATE_WRITE) the cache pages of chunks first..last,
+ * held BUSY by the caller, typically while their fetches are on the wire:
+ * cheaper in one call than a fault per 4 KiB page inside the connection's
+ * receive.  Advice only. */
+void eng_cache_populate (struct r3m_region *r, unsigned char *mem,
+                         uint64_t first, uint64_t last);
+
 /* ---- io.c ---- */
 int eng_gate (struct r3m_region *r);
 

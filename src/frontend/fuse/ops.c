@@ -240,6 +240,41 @@ op_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
   fuse_reply_open (req, fi);
 }
 
+struct read_reply {
+  fuse_req_t req;
+  bool replied;
+};
+
+static int
+reply_pieces (const struct iovec *iov, int n, void *user)
+{
+  struct read_reply *rr = user;
+  rr->replied = true;
+  return fuse_reply_iov (rr->req, iov, n);
+}
+
+/* A region read answers from wherever the region has the bytes (its
+ * cache's memory, usually), without a copy into our buffer first, and
+ * before the chunks it fetched are marked local (see
+ * r3m_region_read_deliver).  Without splice only: a spliced reply would
+ * copy the pieces into a pipe anyway. */
+static void
+read_region (struct r3m_fuse *fs, fuse_req_t req, struct fusefe_file *f,
+             void *buf, size_t size, uint64_t off)
+{
+  struct read_reply rr = { .req = req };
+  int r = r3m_region_read_deliver (f->region, buf, size, off, reply_pieces,
+                                   &rr);
+  if (!rr.replied) {
+    reply_error (fs, req, r);
+    return;
+  }
+  /* A failed reply (the request was interrupted) is libfuse's to clean up;
+   * the read itself worked. */
+  atomic_fetch_add (&fs->reads, 1);
+  atomic_fetch_add (&fs->bytes_read, size);
+}
+
 static void
 op_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
          struct fuse_file_info *fi)
@@ -265,6 +300,11 @@ op_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                                       : (own = malloc (size));
   if (!buf) {
     reply_error (fs, req, -ENOMEM);
+    return;
+  }
+  if (f->region && !fs->opts.splice) {
+    read_region (fs, req, f, buf, size, (uint64_t) off);
+    free (own);
     return;
   }
   int r = fusefe_read (f, buf, size, (uint64_t) off);

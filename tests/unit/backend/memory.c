@@ -94,6 +94,33 @@ test_sparse_terabyte (void **state)
   r3m_backend_close (b);
 }
 
+/* Writes that populate fresh 64 KiB granules, partial granules, granules
+ * dropped by a zero and written again: every byte reads back as written. */
+static void
+test_populated_granules_round_trip (void **state)
+{
+  struct r3m_backend *b = *state;
+  enum { G = 64 * 1024, N = (1 << 20) / G };
+  static unsigned char want[1 << 20], got[1 << 20];
+  for (size_t i = 0; i < sizeof want; i++)
+    want[i] = (unsigned char) (i * 7 + 3);
+  /* Fresh whole granules, then a write straddling populated and fresh. */
+  assert_int_equal (r3m_backend_pwrite (b, want, 3 * G, 0, 0), 0);
+  assert_int_equal (r3m_backend_pwrite (b, want + 2 * G + 100, 3 * G,
+                                        2 * G + 100, 0), 0);
+  /* Drop two granules and a bit, write across the hole again. */
+  assert_int_equal (r3m_backend_zero (b, 2 * G + 10, G - 5, 0), 0);
+  for (size_t i = G - 5; i < 3 * G + 5; i++)
+    want[i] = 0;
+  assert_int_equal (r3m_backend_pwrite (b, want + G, G, G, 0), 0);
+  /* The rest in one go (most of it fresh). */
+  assert_int_equal (r3m_backend_pwrite (b, want + 5 * G + 100,
+                                        (N - 5) * G - 100, 5 * G + 100, 0),
+                    0);
+  assert_int_equal (r3m_backend_pread (b, got, sizeof got, 0), 0);
+  assert_memory_equal (got, want, sizeof got);
+}
+
 static void
 test_too_large (void **state)
 {
@@ -116,6 +143,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_extents, setup, teardown),
     cmocka_unit_test_setup_teardown (test_submit, setup, teardown),
     cmocka_unit_test_setup_teardown (test_info, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_populated_granules_round_trip,
+                                     setup, teardown),
     cmocka_unit_test (test_read_only),
     cmocka_unit_test (test_empty),
     cmocka_unit_test (test_sparse_terabyte),
