@@ -48,7 +48,7 @@ int r3m_nbd_client_error (const struct r3m_backend *b, struct r3m_error *err);
 struct r3m_nbd_client_info {
   uint64_t size;
   uint16_t flags;              /* NBD transmission flags */
-  unsigned connections;        /* open connections */
+  unsigned connections;        /* open connections (see below) */
   unsigned inflight;           /* request window per connection */
   bool structured_replies;
   bool block_status;           /* base:allocation selected */
@@ -56,7 +56,11 @@ struct r3m_nbd_client_info {
   uint32_t min_block, preferred_block, max_payload;
 };
 
-/* 0, or -EINVAL if b is not an NBD client backend. */
+/* 0, or -EINVAL if b is not an NBD client backend.  Opening returns once
+ * the first connection is ready; further connections (multi-conn) are
+ * negotiated in the background and join as they finish.  This call waits
+ * for them, so `connections` is final: those that failed to open are not
+ * counted. */
 int r3m_nbd_client_info (const struct r3m_backend *b,
                          struct r3m_nbd_client_info *info);
 

@@ -231,8 +231,18 @@ struct nbd_cli_pool {
   struct nbd_cli_opts o;
   struct nbd_tls *tls;         /* client context for nbds, else NULL */
   struct nbd_cli_conn **conns;
-  unsigned nconns;
+  /* conns[0, nconns) are started and in use.  The first is there when
+   * open returns; the others join from the opener thread as their
+   * handshakes finish, so nconns only grows, and conns[i] is written
+   * before nconns covers it. */
+  atomic_uint nconns;
   atomic_uint next;            /* round robin start */
+  atomic_int dead_code;        /* nonzero once a connection died */
+  atomic_bool closing;         /* close began: the opener adds nobody */
+  pthread_t opener;
+  bool opener_started;
+  pthread_mutex_t open_lock;   /* guards opener_joined */
+  bool opener_joined;
 };
 
 /* Called by a connection that died, to kill its siblings. */

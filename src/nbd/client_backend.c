@@ -5,6 +5,12 @@
  * opened when the server advertises CAN_MULTI_CONN, since only then does a
  * FLUSH on one connection cover writes completed on the others, and each
  * must agree with the first.  Requests go to the least loaded connection.
+ *
+ * Open returns as soon as the first connection is ready; the others are
+ * negotiated in the background and join the pool as they finish.  Over a
+ * 40 ms link a handshake costs about five round trips (0.2 s), and a
+ * bulk read should not wait for the second one before its first request.
+ * A connection that fails to open is left out: the pool works with fewer.
  * If any connection dies the whole pool dies: a server that broke one
  * connection is not trusted with the others, and callers see one clear
  * error instead of a backend that half works.
@@ -34,7 +40,13 @@ void
 nbd_cli_pool_conn_died (struct nbd_cli_pool *p, struct nbd_cli_conn *c,
                         int code)
 {
-  for (unsigned i = 0; i < p->nconns; i++)
+  /* Sequentially consistent with the opener's publish-then-check: either
+   * the loop below sees a connection joining now, or the opener sees
+   * dead_code and kills it itself. */
+  int zero = 0;
+  atomic_compare_exchange_strong (&p->dead_code, &zero, code ? code : EIO);
+  unsigned n = atomic_load (&p->nconns);
+  for (unsigned i = 0; i < n; i++)
     if (p->conns[i] && p->conns[i] != c)
       nbd_cli_conn_kill (p->conns[i], code);
 }
@@ -42,13 +54,14 @@ nbd_cli_pool_conn_died (struct nbd_cli_pool *p, struct nbd_cli_conn *c,
 static struct nbd_cli_conn *
 pick (struct nbd_cli_pool *p)
 {
-  if (p->nconns == 1)
+  unsigned n = atomic_load (&p->nconns);
+  if (n == 1)
     return p->conns[0];
-  unsigned start = atomic_fetch_add (&p->next, 1) % p->nconns;
+  unsigned start = atomic_fetch_add (&p->next, 1) % n;
   struct nbd_cli_conn *best = p->conns[start];
   unsigned best_load = atomic_load (&best->load);
-  for (unsigned k = 1; k < p->nconns && best_load > 0; k++) {
-    struct nbd_cli_conn *c = p->conns[(start + k) % p->nconns];
+  for (unsigned k = 1; k < n && best_load > 0; k++) {
+    struct nbd_cli_conn *c = p->conns[(start + k) % n];
     unsigned l = atomic_load (&c->load);
     if (l < best_load) {
       best = c;
@@ -113,15 +126,15 @@ open_conn (struct nbd_cli_pool *p, unsigned index, struct nbd_cli_conn **out,
   return 0;
 }
 
-/* The connections after the first, opened in parallel: a handshake is
- * four round trips that nothing can pipeline, so over a long link this
- * is the difference between 2 and `want` handshakes of waiting. */
+/* The connections after the first, negotiated in parallel (a handshake
+ * is round trips that nothing can pipeline) on threads of their own. */
 struct opener {
   struct nbd_cli_pool *p;
   unsigned index;
   pthread_t thread;
   bool started;
   int result;
+  struct nbd_cli_conn *conn;
   struct r3m_error err;
 };
 
@@ -129,17 +142,42 @@ static void *
 opener_main (void *arg)
 {
   struct opener *op = arg;
-  op->result = open_conn (op->p, op->index, &op->p->conns[op->index],
-                          &op->err);
+  op->result = open_conn (op->p, op->index, &op->conn, &op->err);
   return NULL;
 }
 
-static int
-open_more (struct nbd_cli_pool *p, unsigned want, struct r3m_error *err)
+static void
+discard_conn (struct nbd_cli_conn *c)
 {
+  nbd_cli_conn_disc (c);
+  nbd_cli_conn_stop (c);
+  nbd_cli_conn_free (c);
+}
+
+/* Start c and make it visible to pick(); false if it cannot join. */
+static bool
+publish (struct nbd_cli_pool *p, struct nbd_cli_conn *c)
+{
+  if (atomic_load (&p->closing) || nbd_cli_conn_start (c, NULL) < 0)
+    return false;
+  unsigned n = atomic_load (&p->nconns);
+  c->index = n;
+  p->conns[n] = c;
+  atomic_store (&p->nconns, n + 1);
+  int code = atomic_load (&p->dead_code);
+  if (code)
+    nbd_cli_conn_kill (c, code);
+  return true;
+}
+
+static void *
+grow_main (void *arg)
+{
+  struct nbd_cli_pool *p = arg;
+  unsigned want = p->o.connections;
   struct opener *op = calloc (want, sizeof *op);
   if (!op)
-    return util_errno (err, ENOMEM, "%s", p->o.what);
+    return NULL;
   for (unsigned i = 1; i < want; i++) {
     op[i] = (struct opener) { .p = p, .index = i };
     op[i].started = pthread_create (&op[i].thread, NULL, opener_main,
@@ -147,22 +185,27 @@ open_more (struct nbd_cli_pool *p, unsigned want, struct r3m_error *err)
     if (!op[i].started)
       opener_main (&op[i]);
   }
-  int r = 0;
+  /* In index order, each as soon as its own handshake is done. */
   for (unsigned i = 1; i < want; i++) {
     if (op[i].started)
       pthread_join (op[i].thread, NULL);
-    if (op[i].result < 0 && r == 0) {
-      r = op[i].result;
-      if (err)
-        *err = op[i].err;
-    }
+    if (op[i].result == 0 && !publish (p, op[i].conn))
+      discard_conn (op[i].conn);
   }
-  /* Keep the ones that opened (pool_free releases them) in order. */
-  for (unsigned i = 1; i < want; i++)
-    if (op[i].result == 0)
-      p->conns[p->nconns++] = p->conns[i];
   free (op);
-  return r;
+  return NULL;
+}
+
+/* Wait until every connection that will join has joined. */
+static void
+wait_opener (struct nbd_cli_pool *p)
+{
+  pthread_mutex_lock (&p->open_lock);
+  if (p->opener_started && !p->opener_joined) {
+    pthread_join (p->opener, NULL);
+    p->opener_joined = true;
+  }
+  pthread_mutex_unlock (&p->open_lock);
 }
 
 static int
@@ -187,12 +230,16 @@ make_tls (struct nbd_cli_pool *p, struct r3m_error *err)
 static void
 pool_free (struct nbd_cli_pool *p)
 {
-  for (unsigned i = 0; i < p->nconns; i++)
+  atomic_store (&p->closing, true);
+  wait_opener (p);
+  unsigned n = atomic_load (&p->nconns);
+  for (unsigned i = 0; i < n; i++)
     nbd_cli_conn_disc (p->conns[i]);
-  for (unsigned i = 0; i < p->nconns; i++)
+  for (unsigned i = 0; i < n; i++)
     nbd_cli_conn_stop (p->conns[i]);
-  for (unsigned i = 0; i < p->nconns; i++)
+  for (unsigned i = 0; i < n; i++)
     nbd_cli_conn_free (p->conns[i]);
+  pthread_mutex_destroy (&p->open_lock);
   free (p->conns);
   nbd_tls_free (p->tls);
   nbd_cli_opts_free (&p->o);
@@ -211,6 +258,7 @@ pool_open (const char *uri, unsigned flags, struct nbd_cli_pool **out,
     free (p);
     return r;
   }
+  pthread_mutex_init (&p->open_lock, NULL);
   p->conns = calloc (p->o.connections, sizeof *p->conns);
   if (!p->conns) {
     r = util_errno (err, ENOMEM, "%s", uri);
@@ -221,14 +269,13 @@ pool_open (const char *uri, unsigned flags, struct nbd_cli_pool **out,
   r = open_conn (p, 0, &p->conns[0], err);
   if (r < 0)
     goto fail;
-  p->nconns = 1;
-  unsigned want = (p->conns[0]->ex.flags & NBD_FLAG_CAN_MULTI_CONN)
-                  ? p->o.connections : 1;
-  if (want > 1 && (r = open_more (p, want, err)) < 0)
+  atomic_store (&p->nconns, 1);
+  if ((r = nbd_cli_conn_start (p->conns[0], err)) < 0)
     goto fail;
-  for (unsigned i = 0; i < p->nconns; i++)
-    if ((r = nbd_cli_conn_start (p->conns[i], err)) < 0)
-      goto fail;
+  if ((p->conns[0]->ex.flags & NBD_FLAG_CAN_MULTI_CONN)
+      && p->o.connections > 1)
+    p->opener_started = pthread_create (&p->opener, NULL, grow_main,
+                                        p) == 0;
   *out = p;
   return 0;
 
@@ -433,11 +480,12 @@ r3m_nbd_client_error (const struct r3m_backend *b, struct r3m_error *err)
     return util_err (err, EINVAL, "r3m_nbd_client_error: not an NBD "
                      "client backend");
   const struct nbd_cli_pool *p = b->self;
+  unsigned n = atomic_load (&p->nconns);
   int code = 0;
   /* The connection that died first has the message; its siblings were
    * killed without one. */
   for (unsigned pass = 0; pass < 2 && code == 0; pass++)
-    for (unsigned i = 0; i < p->nconns && code == 0; i++) {
+    for (unsigned i = 0; i < n && code == 0; i++) {
       struct nbd_cli_conn *c = p->conns[i];
       pthread_mutex_lock (&c->lock);
       if (pass == 0 && c->dead && c->msg[0])
@@ -446,7 +494,7 @@ r3m_nbd_client_error (const struct r3m_backend *b, struct r3m_error *err)
         code = util_errno (err, c->error, "%s", c->what);
       pthread_mutex_unlock (&c->lock);
     }
-  for (unsigned i = 0; i < p->nconns && code == 0; i++) {
+  for (unsigned i = 0; i < n && code == 0; i++) {
     struct nbd_cli_conn *c = p->conns[i];
     pthread_mutex_lock (&c->lock);
     if (c->req_msg[0])
@@ -462,12 +510,13 @@ r3m_nbd_client_info (const struct r3m_backend *b,
 {
   if (!b || b->ops != &nbd_ops || !info)
     return -EINVAL;
-  const struct nbd_cli_pool *p = b->self;
+  struct nbd_cli_pool *p = b->self;
+  wait_opener (p);
   const struct nbd_cli_conn *c = p->conns[0];
   *info = (struct r3m_nbd_client_info) {
     .size = c->ex.size,
     .flags = c->ex.flags,
-    .connections = p->nconns,
+    .connections = atomic_load (&p->nconns),
     .inflight = p->o.inflight,
     .structured_replies = c->ex.structured,
     .block_status = c->ex.has_meta,

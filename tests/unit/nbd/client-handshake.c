@@ -395,6 +395,87 @@ connections_follow_multi_conn (void **state)
   free (m.bytes);
 }
 
+/* Open returns when the first connection is ready, while the others are
+ * still negotiating; requests work meanwhile, the latecomers join, and a
+ * connection whose handshake fails is left out. */
+struct slow_user {
+  struct fake_mem m;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  bool release;
+};
+
+static void
+slow_script (struct fake_conn *c)
+{
+  struct slow_user *u = c->f->user;
+  if (c->index > 0) {
+    pthread_mutex_lock (&u->lock);
+    while (!u->release)
+      pthread_cond_wait (&u->cond, &u->lock);
+    pthread_mutex_unlock (&u->lock);
+  }
+  if (c->index == 2)
+    return;                    /* hangs up before the greeting */
+  if (fake_handshake (c))
+    fake_serve_memory (c);
+}
+
+static void
+extra_connections_join_in_background (void **state)
+{
+  struct fake_cfg cfg = fake_default_cfg ();
+  cfg.tflags |= NBD_FLAG_CAN_MULTI_CONN;
+  struct slow_user u = {
+    .m = { .lock = PTHREAD_MUTEX_INITIALIZER, .bytes = calloc (1, cfg.size) },
+    .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
+  };
+  /* fake_serve_memory finds its struct fake_mem at the start of user. */
+  struct fake *f = fake_start (slow_script, &u, &cfg);
+  struct r3m_backend *b = open_ok (f, "&connections=3");
+  char w[4096], r[4096];
+  memset (w, 0x5a, sizeof w);
+  assert_int_equal (r3m_backend_pwrite (b, w, sizeof w, 8192, 0), 0);
+  assert_int_equal (r3m_backend_pread (b, r, sizeof r, 8192), 0);
+  assert_memory_equal (w, r, sizeof w);
+  pthread_mutex_lock (&u.lock);
+  u.release = true;
+  pthread_cond_broadcast (&u.cond);
+  pthread_mutex_unlock (&u.lock);
+  struct r3m_nbd_client_info info;
+  assert_int_equal (r3m_nbd_client_info (b, &info), 0);
+  assert_int_equal (info.connections, 2);
+  for (int i = 0; i < 64; i++)
+    assert_int_equal (r3m_backend_pread (b, r, sizeof r, 8192), 0);
+  assert_memory_equal (w, r, sizeof w);
+  r3m_backend_close (b);
+  assert_true (fake_stop (f));
+  free (u.m.bytes);
+}
+
+/* Closing while the other connections are still negotiating waits for
+ * them and leaks nothing (ASan and the fake's bookkeeping check). */
+static void
+close_while_connections_negotiate (void **state)
+{
+  struct fake_cfg cfg = fake_default_cfg ();
+  cfg.tflags |= NBD_FLAG_CAN_MULTI_CONN;
+  struct slow_user u = {
+    .m = { .lock = PTHREAD_MUTEX_INITIALIZER, .bytes = calloc (1, cfg.size) },
+    .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
+    .release = false,
+  };
+  struct fake *f = fake_start (slow_script, &u, &cfg);
+  struct r3m_backend *b = open_ok (f, "&connections=4");
+  pthread_mutex_lock (&u.lock);
+  u.release = true;            /* let them finish while close waits */
+  pthread_cond_broadcast (&u.cond);
+  pthread_mutex_unlock (&u.lock);
+  r3m_backend_close (b);
+  assert_true (fake_stop (f));
+  free (u.m.bytes);
+}
+
 static void
 bad_uris (void **state)
 {
@@ -439,6 +520,8 @@ main (void)
     cmocka_unit_test (server_hangs_up),
     cmocka_unit_test (read_only_honoured),
     cmocka_unit_test (connections_follow_multi_conn),
+    cmocka_unit_test (extra_connections_join_in_background),
+    cmocka_unit_test (close_while_connections_negotiate),
     cmocka_unit_test (bad_uris),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);

@@ -488,6 +488,10 @@ requests_spread_over_connections (void **state)
   struct fake_mem m = { .lock = PTHREAD_MUTEX_INITIALIZER, .bytes = calloc (1, cfg.size), .seed = 5 };
   struct fake *f = fake_start (fake_memory_script, &m, &cfg);
   struct r3m_backend *b = open_uri (f, "&connections=4");
+  /* The other three join in the background; info waits for them. */
+  struct r3m_nbd_client_info info;
+  assert_int_equal (r3m_nbd_client_info (b, &info), 0);
+  assert_int_equal (info.connections, 4);
   struct tracker t;
   tracker_init (&t);
   static char buf[64][4096];
