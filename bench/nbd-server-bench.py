@@ -102,13 +102,13 @@ class Server:
             self.proc.wait()
 
 
-def start_servers(which, r3map, size, tmp):
+def start_servers(which, binaries, size, tmp):
     servers = []
     for name in which:
         sock, port = os.path.join(tmp, name + ".sock"), free_port()
-        if name == "r3map":
+        if name in binaries:
             servers.append(Server(name, [
-                r3map, "serve", "-q", "--listen",
+                binaries[name], "serve", "-q", "--listen",
                 f"nbd+unix:///?socket={sock}", "--listen",
                 f"nbd://127.0.0.1:{port}", f"memory:{size}"],
                 sock, port, tmp))
@@ -193,6 +193,9 @@ def fio(uri, rw, bs, depth, size, runtime, tmp, pid=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--r3map", required=True)
+    ap.add_argument("--r3map-base", help="a second r3map binary (e.g. a "
+                    "build of main), run as server 'r3map-base' for A/B")
+    ap.add_argument("--workloads", default=",".join(w[0] for w in WORKLOADS))
     ap.add_argument("--size", default="1G")
     ap.add_argument("--runtime", type=int, default=5)
     ap.add_argument("--reps", type=int, default=3)
@@ -205,20 +208,29 @@ def main():
         if not shutil.which(prog):
             sys.exit(f"{prog} is not installed (scripts/deps.sh test)")
     which = a.only.split(",")
+    binaries = {"r3map": os.path.abspath(a.r3map)}
+    if a.r3map_base:
+        binaries["r3map-base"] = os.path.abspath(a.r3map_base)
+        if "r3map-base" not in which:
+            which.insert(1, "r3map-base")
+    workloads = [w for w in WORKLOADS if w[0] in a.workloads.split(",")]
     transports = a.transports.split(",")
     a.load_start = os.getloadavg()
     tmp = tempfile.mkdtemp(prefix="r3m-bench-")
     PairServer.shm = tempfile.mkdtemp(prefix="r3m-bench-", dir="/dev/shm")
-    servers = start_servers(which, os.path.abspath(a.r3map), a.size, tmp)
+    servers = start_servers(which, binaries, a.size, tmp)
     results = {}
     try:
         for s in servers:
             for t in transports:
                 fio(s.uri(t), "write", "1M", 16, a.size, 0, tmp)  # warm-up
         for rep in range(a.reps):
-            for wl, rw, bs, depth in WORKLOADS:
+            for wl, rw, bs, depth in workloads:
                 for t in transports:
-                    for s in servers:
+                    # Rotate the order each rep: no server always runs
+                    # right after the same neighbour.
+                    k = rep % len(servers)
+                    for s in servers[k:] + servers[:k]:
                         mbs, scpu, ccpu = fio(s.uri(t), rw, bs, depth,
                                               a.size, a.runtime, tmp,
                                               s.pid(t))
@@ -232,12 +244,12 @@ def main():
             s.stop()
         shutil.rmtree(PairServer.shm, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    report(a, which, transports, results)
+    report(a, which, workloads, transports, results)
 
 
-def report(a, which, transports, results):
+def report(a, which, workloads, transports, results):
     rows = []
-    for wl, rw, bs, depth in WORKLOADS:
+    for wl, rw, bs, depth in workloads:
         for t in transports:
             row = {"workload": wl, "transport": t, "bs": bs, "depth": depth}
             for name in which:
@@ -255,6 +267,9 @@ def report(a, which, transports, results):
                 row["cpu_ratio_nbdkit_vs_r3map"] = (
                     row["nbdkit"]["median_server_cpu_ms_per_gib"]
                     / max(row["r3map"]["median_server_cpu_ms_per_gib"], 1))
+            if "r3map-base" in which:
+                row["ratio_vs_base"] = (row["r3map"]["median_mbs"]
+                                        / row["r3map-base"]["median_mbs"])
             rows.append(row)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     meta = {"date": stamp, "host": platform.node(), "cpus": os.cpu_count(),
