@@ -490,6 +490,48 @@ nbd_conn_read_some (struct nbd_conn *c, void *buf, size_t len)
   }
 }
 
+ssize_t
+nbd_conn_read_now (struct nbd_conn *c, void *buf, size_t len)
+{
+  if (c->ssl || c->io || !c->is_socket || len == 0)
+    return -EAGAIN;
+  for (;;) {
+    ssize_t n = recv (c->fd, buf, len, MSG_DONTWAIT);
+    if (n >= 0)
+      return n;
+    if (errno != EINTR)
+      return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+  }
+}
+
+ssize_t
+nbd_conn_read_spin (struct nbd_conn *c, void *buf, size_t len,
+                    uint64_t spin_ns)
+{
+  if (c->ssl || c->io || !c->is_socket || c->deadline_ns || len == 0)
+    return nbd_conn_read_some (c, buf, len);
+  /* poll(2) with no timeout looks at the socket without locking it, so
+   * the spinning does not hold up the kernel queueing the peer's data
+   * (recv would take the socket lock each time). */
+  struct pollfd p = { .fd = c->fd, .events = POLLIN };
+  uint64_t end = 0;
+  for (unsigned i = 0;; i++) {
+    int r = poll (&p, 1, 0);
+    if (r > 0)
+      return nbd_conn_read_some (c, buf, len);
+    if (r < 0 && errno != EINTR)
+      return -errno;
+    /* Reading the clock costs about as much as a try: every few. */
+    if ((i & 7) == 0) {
+      uint64_t now = util_now_ns ();
+      if (end == 0)
+        end = now + spin_ns;
+      else if (now >= end)
+        return -EAGAIN;
+    }
+  }
+}
+
 int
 nbd_conn_read_exact (struct nbd_conn *c, void *buf, size_t len)
 {

@@ -106,6 +106,18 @@ void nbd_conn_set_deadline (struct nbd_conn *c, uint64_t deadline_ns);
 /* Read up to len bytes: > 0 bytes read, 0 at end of stream, or -errno. */
 ssize_t nbd_conn_read_some (struct nbd_conn *c, void *buf, size_t len);
 
+/* What a plain socket holds right now, without waiting: > 0 bytes read,
+ * 0 at end of stream, -EAGAIN when there is nothing (always for TLS and
+ * custom transports, which may buffer on their own), or -errno. */
+ssize_t nbd_conn_read_now (struct nbd_conn *c, void *buf, size_t len);
+
+/* Busy polling: like nbd_conn_read_some, but on a plain socket it never
+ * sleeps; it retries for up to spin_ns nanoseconds and then gives up with
+ * -EAGAIN (so that a peer sending data does not have to wake us).  Other
+ * connections (TLS, custom) just read. */
+ssize_t nbd_conn_read_spin (struct nbd_conn *c, void *buf, size_t len,
+                            uint64_t spin_ns);
+
 /* Read exactly len bytes.  0, -ECONNRESET when the stream ends first, or
  * another -errno. */
 int nbd_conn_read_exact (struct nbd_conn *c, void *buf, size_t len);

@@ -45,6 +45,7 @@ r3m_nbd_server_options_init (struct r3m_nbd_server_options *o)
   o->max_connections = 256;
   o->handshake_timeout_ms = 30000;
   o->log_level = R3M_NBD_LOG_WARN;
+  o->busy_poll_us = 50;
 }
 
 void
@@ -90,6 +91,9 @@ r3m_nbd_server_new (const struct r3m_nbd_server_options *o,
   if (o->workers == 0 || o->max_connections == 0)
     return util_err (err, EINVAL, "nbd server: workers and max_connections "
                      "must be at least 1");
+  if (o->busy_poll_us > 10000)
+    return util_err (err, EINVAL, "nbd server: busy polling is at most "
+                     "10000 us");
   if (o->tls != R3M_NBD_TLS_OFF && !o->tls_cert)
     return util_err (err, EINVAL, "nbd server: TLS needs a certificate");
   struct r3m_nbd_server *srv = calloc (1, sizeof *srv);
@@ -97,6 +101,8 @@ r3m_nbd_server_new (const struct r3m_nbd_server_options *o,
     return util_errno (err, ENOMEM, "nbd server");
   srv->opts = *o;
   srv->wake_fd = -1;
+  /* With one CPU a spinning server only delays the client it waits for. */
+  srv->spin_ok = o->busy_poll_us > 0 && sysconf (_SC_NPROCESSORS_ONLN) > 1;
   pthread_mutex_init (&srv->lock, NULL);
   pthread_mutex_init (&srv->shutdown_lock, NULL);
   pthread_condattr_t ca;

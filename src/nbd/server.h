@@ -118,6 +118,9 @@ struct r3m_nbd_server {
   pthread_t accept_thread;
   struct reap *reap;                  /* finished threads to join */
   struct r3m_nbd_server_stats totals; /* of closed connections */
+  bool spin_ok;                       /* busy polling is allowed (more
+                                         than one CPU, busy_poll_us) */
+  atomic_int spinners;                /* connections busy polling now */
 };
 
 /* ---- connections --------------------------------------------------------- */
@@ -183,6 +186,12 @@ struct nbd_srv_reader {
    * replies it batched); may be NULL.  Returns 0 or -errno. */
   int (*before_block) (void *arg);
   void *arg;
+  /* Busy polling (inline path only): a fill first tries to read without
+   * sleeping for up to spin_ns, holding *spin_token (one spinner per
+   * server), as long as spinning keeps paying off: see reader_fill. */
+  uint64_t spin_ns;           /* 0: never spin */
+  atomic_int *spin_token;
+  bool spin_off;              /* the client went quiet: sleep at once */
 };
 
 int nbd_srv_reader_init (struct nbd_srv_reader *r, struct nbd_conn *conn,
