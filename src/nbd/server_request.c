@@ -136,6 +136,22 @@ nbd_srv_reader_copy (struct nbd_srv_reader *r, void *dst, size_t len)
   r->start += n;
   if (n == len)
     return 0;
+  if (r->spin_ns) {
+    /* The rest straight into dst, busy polling like a fill: a client
+     * streaming a large payload then never has to wake us. */
+    unsigned char *p = (unsigned char *) dst + n;
+    len -= n;
+    while (len > 0) {
+      ssize_t k = fill_read (r, p, len);
+      if (k == 0)
+        return -ECONNRESET;
+      if (k < 0)
+        return (int) k;
+      p += k;
+      len -= (size_t) k;
+    }
+    return 0;
+  }
   if (r->before_block) {
     int b = r->before_block (r->arg);
     if (b < 0)
