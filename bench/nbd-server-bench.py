@@ -216,6 +216,8 @@ def main():
     workloads = [w for w in WORKLOADS if w[0] in a.workloads.split(",")]
     transports = a.transports.split(",")
     a.load_start = os.getloadavg()
+    # SIGTERM ends the run like ^C: the servers and scratch files go too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     tmp = tempfile.mkdtemp(prefix="r3m-bench-")
     PairServer.shm = tempfile.mkdtemp(prefix="r3m-bench-", dir="/dev/shm")
     servers = start_servers(which, binaries, a.size, tmp)

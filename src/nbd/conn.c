@@ -509,25 +509,26 @@ nbd_conn_read_spin (struct nbd_conn *c, void *buf, size_t len,
                     uint64_t spin_ns)
 {
   if (c->ssl || c->io || !c->is_socket || c->deadline_ns || len == 0)
-    return nbd_conn_read_some (c, buf, len);
+    return -EAGAIN;
   /* poll(2) with no timeout looks at the socket without locking it, so
    * the spinning does not hold up the kernel queueing the peer's data
    * (recv would take the socket lock each time). */
   struct pollfd p = { .fd = c->fd, .events = POLLIN };
-  uint64_t end = 0;
-  for (unsigned i = 0;; i++) {
+  uint64_t last = util_now_ns (), end = last + spin_ns;
+  for (unsigned i = 1;; i++) {
     int r = poll (&p, 1, 0);
     if (r > 0)
       return nbd_conn_read_some (c, buf, len);
     if (r < 0 && errno != EINTR)
       return -errno;
     /* Reading the clock costs about as much as a try: every few. */
-    if ((i & 7) == 0) {
+    if ((i & 3) == 0) {
       uint64_t now = util_now_ns ();
-      if (end == 0)
-        end = now + spin_ns;
-      else if (now >= end)
+      if (now - last > NBD_CONN_SPIN_PREEMPTED_NS)
+        return -EBUSY;
+      if (now >= end)
         return -EAGAIN;
+      last = now;
     }
   }
 }

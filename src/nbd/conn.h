@@ -111,10 +111,14 @@ ssize_t nbd_conn_read_some (struct nbd_conn *c, void *buf, size_t len);
  * custom transports, which may buffer on their own), or -errno. */
 ssize_t nbd_conn_read_now (struct nbd_conn *c, void *buf, size_t len);
 
-/* Busy polling: like nbd_conn_read_some, but on a plain socket it never
- * sleeps; it retries for up to spin_ns nanoseconds and then gives up with
- * -EAGAIN (so that a peer sending data does not have to wake us).  Other
- * connections (TLS, custom) just read. */
+/* Busy polling: like nbd_conn_read_some, but it never sleeps; on a plain
+ * socket it polls for up to spin_ns nanoseconds (so that a peer sending
+ * data does not have to wake us) and then gives up with -EAGAIN.  Other
+ * connections (TLS, custom) give -EAGAIN at once.  -EBUSY: the thread
+ * lost its CPU while polling (a few tries took longer than
+ * NBD_CONN_SPIN_PREEMPTED_NS), so the CPU is wanted by someone else,
+ * perhaps the very peer we wait for: stop spinning for a while. */
+#define NBD_CONN_SPIN_PREEMPTED_NS 100000u
 ssize_t nbd_conn_read_spin (struct nbd_conn *c, void *buf, size_t len,
                             uint64_t spin_ns);
 

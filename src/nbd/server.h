@@ -192,6 +192,9 @@ struct nbd_srv_reader {
   uint64_t spin_ns;           /* 0: never spin */
   atomic_int *spin_token;
   bool spin_off;              /* the client went quiet: sleep at once */
+  unsigned spin_skip;         /* fills left without spinning (backoff
+                                 after losing the CPU while spinning) */
+  unsigned spin_backoff;      /* the next such backoff */
 };
 
 int nbd_srv_reader_init (struct nbd_srv_reader *r, struct nbd_conn *conn,

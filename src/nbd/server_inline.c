@@ -225,7 +225,9 @@ nbd_srv_transmit_inline (struct nbd_srv_conn *sc)
   }
   tx->sc = sc;
   tx->rd.before_block = flush_batch;
-  if (sc->srv->spin_ok) {
+  /* TLS buffers inside OpenSSL, where polling the socket cannot see. */
+  if (sc->srv->spin_ok && nbd_conn_fd (sc->conn) >= 0
+      && !nbd_conn_is_tls (sc->conn)) {
     tx->rd.spin_ns = sc->srv->opts.busy_poll_us * UINT64_C (1000);
     tx->rd.spin_token = &sc->srv->spinners;
   }

@@ -25,6 +25,10 @@
 
 /* ---- reading --------------------------------------------------------- */
 
+#define SPIN_QUIET_FACTOR 4     /* silence of spin_ns x this: stop */
+#define SPIN_BACKOFF_MIN  16    /* fills without spinning after losing */
+#define SPIN_BACKOFF_MAX  4096  /* the CPU while spinning */
+
 int
 nbd_srv_reader_init (struct nbd_srv_reader *r, struct nbd_conn *conn,
                      size_t cap)
@@ -32,6 +36,7 @@ nbd_srv_reader_init (struct nbd_srv_reader *r, struct nbd_conn *conn,
   memset (r, 0, sizeof *r);
   r->conn = conn;
   r->cap = cap;
+  r->spin_backoff = SPIN_BACKOFF_MIN;
   r->buf = malloc (cap);
   return r->buf ? 0 : -ENOMEM;
 }
@@ -56,7 +61,6 @@ nbd_srv_reader_free (struct nbd_srv_reader *r)
  * waits for its replies, or is idle), fills sleep at once until requests
  * again follow each other closely.  One spinner per server: two spinning
  * threads would starve each other and the client on two CPUs. */
-#define SPIN_QUIET_FACTOR 4     /* silence of spin_ns x this: stop */
 
 static int
 before_block (struct nbd_srv_reader *r)
@@ -80,12 +84,23 @@ fill_read (struct nbd_srv_reader *r, void *buf, size_t len)
   if (b < 0)
     return b;
   int idle = 0;
-  if (!r->spin_off
-      && atomic_compare_exchange_strong (r->spin_token, &idle, 1)) {
+  if (r->spin_skip > 0)
+    r->spin_skip--;
+  else if (!r->spin_off
+           && atomic_compare_exchange_strong (r->spin_token, &idle, 1)) {
     k = nbd_conn_read_spin (r->conn, buf, len, r->spin_ns);
     atomic_store (r->spin_token, 0);
-    if (k != -EAGAIN)
+    if (k == -EBUSY) {
+      /* A busy machine: polling would take the CPU from others (and on
+       * two CPUs, likely from the client).  Back off, exponentially
+       * while this repeats. */
+      r->spin_skip = r->spin_backoff;
+      r->spin_backoff = r->spin_backoff < SPIN_BACKOFF_MAX
+                        ? r->spin_backoff * 2 : SPIN_BACKOFF_MAX;
+    } else if (k != -EAGAIN) {
+      r->spin_backoff = SPIN_BACKOFF_MIN;
       return k;
+    }
   }
   /* Sleep; how long the client kept us waiting decides the next fill. */
   uint64_t t0 = util_now_ns ();
@@ -138,7 +153,12 @@ nbd_srv_reader_copy (struct nbd_srv_reader *r, void *dst, size_t len)
     return 0;
   if (r->spin_ns) {
     /* The rest straight into dst, busy polling like a fill: a client
-     * streaming a large payload then never has to wake us. */
+     * streaming a large payload then never has to wake us.  Batched
+     * replies go out first: the client is waiting for them, and one
+     * more send per large payload is nothing. */
+    int b = before_block (r);
+    if (b < 0)
+      return b;
     unsigned char *p = (unsigned char *) dst + n;
     len -= n;
     while (len > 0) {
