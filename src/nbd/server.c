@@ -508,6 +508,29 @@ conn_thread (void *arg)
   return NULL;
 }
 
+/* Unix stream sockets have no send buffer autotuning (TCP grows its own
+ * to net.ipv4.tcp_wmem's maximum).  With the default of about 208 KiB a
+ * 1 MiB READ reply leaves in five rounds, each a sleep of ours and a
+ * wake-up of the client's; 4 MiB took both from about 4 context switches
+ * per 1 MiB reply to 0.2 (docs/nbd-server.md).  The kernel caps it at
+ * net.core.wmem_max. */
+static void
+tune_socket (struct nbd_conn *conn)
+{
+  int fd = nbd_conn_fd (conn);
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (fd < 0 || getsockname (fd, (struct sockaddr *) &ss, &sl) < 0
+      || ss.ss_family != AF_UNIX)
+    return;
+  int want = NBD_SRV_UNIX_SNDBUF, have = 0;
+  socklen_t hl = sizeof have;
+  if (getsockopt (fd, SOL_SOCKET, SO_SNDBUF, &have, &hl) == 0
+      && have >= want)
+    return;
+  setsockopt (fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
+}
+
 /* Register and start a thread for conn (owned by us from here). */
 static int
 spawn (struct r3m_nbd_server *srv, struct nbd_conn *conn, bool tls_required)
@@ -523,6 +546,7 @@ spawn (struct r3m_nbd_server *srv, struct nbd_conn *conn, bool tls_required)
     nbd_conn_close (conn);
     return -EAGAIN;
   }
+  tune_socket (conn);
   *ts = (struct thread_start) { .sc = sc, .parked = parked };
   pthread_t t;
   int r = pthread_create (&t, NULL, conn_thread, ts);

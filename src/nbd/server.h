@@ -54,6 +54,8 @@
 /* Pool: requests and payload bytes in flight per connection. */
 #define NBD_SRV_POOL_INFLIGHT  64
 #define NBD_SRV_POOL_BYTES     (64u << 20)
+/* Send buffer asked for on Unix sockets (see tune_socket in server.c). */
+#define NBD_SRV_UNIX_SNDBUF    (4 << 20)
 /* Longest error message we put in a structured ERROR chunk. */
 #define NBD_SRV_MSG_MAX        120
 /* Room for any reply's header bytes (chunk header + error + message). */

@@ -1,5 +1,6 @@
 /* The inline connection's busy polling and reply batching
- * (server_request.c fill_read, server_inline.c): requests and payloads
+ * (server_request.c fill_read, server_inline.c), and the Unix socket send
+ * buffer (server.c tune_socket): requests and payloads
  * that arrive in pieces, with gaps shorter and longer than the spin,
  * many replies batched while requests keep coming, a client that stops
  * reading for a while, two connections competing for the one spinner,
@@ -12,9 +13,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -299,6 +302,47 @@ test_shutdown_while_polling (void **state)
   assert_true (raw_closed (&f->c));
 }
 
+/* A Unix socket's send buffer is raised (up to net.core.wmem_max), so a
+ * 1 MiB reply need not leave in rounds of the default 208 KiB. */
+static void
+test_unix_send_buffer (void **state)
+{
+  struct fixture *f = *state;
+  int sv[2];
+  assert_int_equal (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
+                    0);
+  int before = 0, after = 0, wmem_max = 0;
+  socklen_t l = sizeof before;
+  assert_int_equal (getsockopt (sv[0], SOL_SOCKET, SO_SNDBUF, &before, &l),
+                    0);
+  FILE *m = fopen ("/proc/sys/net/core/wmem_max", "r");
+  if (m) {
+    if (fscanf (m, "%d", &wmem_max) != 1)
+      wmem_max = 0;
+    fclose (m);
+  }
+  /* The server owns sv[0] from here; it stays open while we keep sv[1]. */
+  assert_int_equal (r3m_nbd_server_serve_fd (f->srv, sv[0], NULL), 0);
+  l = sizeof after;
+  assert_int_equal (getsockopt (sv[0], SOL_SOCKET, SO_SNDBUF, &after, &l),
+                    0);
+  /* The kernel doubles what it is asked for (bookkeeping overhead). */
+  int want = 4 << 20;
+  if (wmem_max > 0 && wmem_max < want)
+    want = wmem_max;
+  assert_true (after >= before);
+  assert_true (after >= want);
+  f->c.fd = sv[1];
+  raw_go (&f->c, "", false, NULL, 0, NULL, NULL);
+  size_t len = 1u << 20;
+  unsigned char *r = malloc (len);
+  raw_request (&f->c, 0, NBD_CMD_READ, 3, 0, (uint32_t) len, NULL);
+  expect_simple (&f->c, 3);
+  raw_recv (&f->c, r, len);
+  assert_memory_equal (r, f->tb->data, len);
+  free (r);
+}
+
 /* Out of range. */
 static void
 test_option_bounds (void **state)
@@ -330,6 +374,8 @@ main (void)
     EACH (test_client_stops_reading),
     EACH (test_connections_share_the_spinner),
     EACH (test_shutdown_while_polling),
+    cmocka_unit_test_setup_teardown (test_unix_send_buffer, setup_default,
+                                     teardown),
     cmocka_unit_test (test_option_bounds),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
