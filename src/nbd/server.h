@@ -190,7 +190,8 @@ struct nbd_srv_reader {
   void *arg;
   /* Busy polling (inline path only): a fill first tries to read without
    * sleeping for up to spin_ns, holding *spin_token (one spinner per
-   * server), as long as spinning keeps paying off: see reader_fill. */
+   * server), as long as spinning keeps paying off: see fill_read in
+   * server_request.c. */
   uint64_t spin_ns;           /* 0: never spin */
   atomic_int *spin_token;
   bool spin_off;              /* the client went quiet: sleep at once */
