@@ -38,6 +38,7 @@
 struct nbd_conn {
   int fd;                      /* -1 for a custom transport */
   bool is_socket;
+  int family;                  /* AF_UNIX, AF_INET, ...; 0 if unknown */
   const struct nbd_conn_io *io;
   void *io_user;
   unsigned timeout_ms;
@@ -102,6 +103,7 @@ nbd_conn_new (int fd, struct nbd_conn **out)
   memset (&ss, 0, sizeof ss);
   if (getsockname (fd, (struct sockaddr *) &ss, &sl) == 0) {
     c->is_socket = true;
+    c->family = ss.ss_family;
     if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
       /* Replies are whole messages: Nagle would only add latency. */
       int one = 1;
@@ -172,6 +174,12 @@ int
 nbd_conn_fd (const struct nbd_conn *c)
 {
   return c->fd;
+}
+
+int
+nbd_conn_family (const struct nbd_conn *c)
+{
+  return c->family;
 }
 
 bool

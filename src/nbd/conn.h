@@ -82,6 +82,9 @@ void nbd_conn_close (struct nbd_conn *c);
 
 int nbd_conn_fd (const struct nbd_conn *c);      /* -1 for custom ones */
 bool nbd_conn_is_tls (const struct nbd_conn *c);
+/* The socket's address family (AF_UNIX, AF_INET, AF_INET6); 0 when it is
+ * not a socket or a custom transport. */
+int nbd_conn_family (const struct nbd_conn *c);
 
 /* Describe the peer for messages: "127.0.0.1:53422", "[::1]:4000",
  * "unix socket", "custom"; plus " (tls: CN)" when a client certificate was

@@ -518,10 +518,7 @@ static void
 tune_socket (struct nbd_conn *conn)
 {
   int fd = nbd_conn_fd (conn);
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  if (fd < 0 || getsockname (fd, (struct sockaddr *) &ss, &sl) < 0
-      || ss.ss_family != AF_UNIX)
+  if (nbd_conn_family (conn) != AF_UNIX)
     return;
   int want = NBD_SRV_UNIX_SNDBUF, have = 0;
   socklen_t hl = sizeof have;

@@ -193,6 +193,8 @@ struct nbd_srv_reader {
    * server), as long as spinning keeps paying off: see fill_read in
    * server_request.c. */
   uint64_t spin_ns;           /* 0: never spin */
+  bool spin_requests;         /* also between requests, not only within
+                                 a large payload (Unix sockets) */
   atomic_int *spin_token;
   bool spin_off;              /* the client went quiet: sleep at once */
   unsigned spin_skip;         /* fills left without spinning (backoff

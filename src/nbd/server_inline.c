@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "nbd/server.h"
 
@@ -230,6 +231,7 @@ nbd_srv_transmit_inline (struct nbd_srv_conn *sc)
       && !nbd_conn_is_tls (sc->conn)) {
     tx->rd.spin_ns = sc->srv->opts.busy_poll_us * UINT64_C (1000);
     tx->rd.spin_token = &sc->srv->spinners;
+    tx->rd.spin_requests = nbd_conn_family (sc->conn) == AF_UNIX;
   }
   tx->rd.arg = tx;
   for (;;) {

@@ -60,7 +60,13 @@ nbd_srv_reader_free (struct nbd_srv_reader *r)
  * sleeps.  Once a client stays silent for much longer than that (it
  * waits for its replies, or is idle), fills sleep at once until requests
  * again follow each other closely.  One spinner per server: two spinning
- * threads would starve each other and the client on two CPUs. */
+ * threads would starve each other and the client on two CPUs.
+ *
+ * Over TCP only the rest of a large payload is read this way: between
+ * small requests polling made the server answer each at once in a
+ * segment of its own, and fio spent more, not less, per request (TCP
+ * loopback costs the client per segment more than per wake-up; see
+ * docs/nbd-server.md). */
 
 static int
 before_block (struct nbd_srv_reader *r)
@@ -69,9 +75,9 @@ before_block (struct nbd_srv_reader *r)
 }
 
 static ssize_t
-fill_read (struct nbd_srv_reader *r, void *buf, size_t len)
+fill_read (struct nbd_srv_reader *r, void *buf, size_t len, bool payload)
 {
-  if (r->spin_ns == 0) {
+  if (r->spin_ns == 0 || !(payload || r->spin_requests)) {
     int b = before_block (r);
     return b < 0 ? b : nbd_conn_read_some (r->conn, buf, len);
   }
@@ -112,7 +118,7 @@ fill_read (struct nbd_srv_reader *r, void *buf, size_t len)
 static int
 reader_fill (struct nbd_srv_reader *r)
 {
-  ssize_t k = fill_read (r, r->buf + r->end, r->cap - r->end);
+  ssize_t k = fill_read (r, r->buf + r->end, r->cap - r->end, false);
   if (k <= 0)
     return k == 0 ? -ENODATA : (int) k;
   r->end += (size_t) k;
@@ -162,7 +168,7 @@ nbd_srv_reader_copy (struct nbd_srv_reader *r, void *dst, size_t len)
     unsigned char *p = (unsigned char *) dst + n;
     len -= n;
     while (len > 0) {
-      ssize_t k = fill_read (r, p, len);
+      ssize_t k = fill_read (r, p, len, true);
       if (k == 0)
         return -ECONNRESET;
       if (k < 0)

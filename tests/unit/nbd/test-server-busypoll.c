@@ -6,7 +6,7 @@
  * reading for a while, two connections competing for the one spinner,
  * and shutdown of a connection that is polling.  Every test runs with
  * busy polling on (a long and the default budget) and off, on the plain
- * and the zero-copy inline path. */
+ * and the zero-copy inline path, over a socketpair and over TCP. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,10 +35,11 @@ struct fixture {
   struct tb *tb;
   struct r3m_backend *b;
   struct raw c;
+  int tcp_port;               /* > 0: clients connect over TCP */
 };
 
 static int
-setup_with (void **state, unsigned busy_poll_us, bool direct)
+setup_with (void **state, unsigned busy_poll_us, bool direct, bool tcp)
 {
   struct fixture *f = calloc (1, sizeof *f);
   struct tb_options to = { .size = SIZE, .direct = direct };
@@ -49,16 +52,28 @@ setup_with (void **state, unsigned busy_poll_us, bool direct)
   assert_int_equal (r3m_nbd_server_new (&so, &f->srv, NULL), 0);
   assert_int_equal (r3m_nbd_server_add_export (f->srv, "", f->b, NULL, NULL),
                     0);
+  if (tcp) {
+    /* Over TCP the server polls only within large payloads. */
+    assert_int_equal (r3m_nbd_server_listen (f->srv, "nbd://127.0.0.1:0",
+                                             NULL), 0);
+    assert_int_equal (r3m_nbd_server_start (f->srv, NULL), 0);
+    const char *a = r3m_nbd_server_address (f->srv, 0);
+    const char *colon = strrchr (a, ':');
+    assert_non_null (colon);
+    f->tcp_port = atoi (colon + 1);
+    assert_true (f->tcp_port > 0);
+  }
   f->c.fd = -1;
   *state = f;
   return 0;
 }
 
-static int setup_spin (void **s) { return setup_with (s, 2000, false); }
-static int setup_spin_direct (void **s) { return setup_with (s, 2000, true); }
-static int setup_default (void **s) { return setup_with (s, 50, true); }
-static int setup_nospin (void **s) { return setup_with (s, 0, false); }
-static int setup_nospin_direct (void **s) { return setup_with (s, 0, true); }
+static int setup_spin (void **s) { return setup_with (s, 2000, false, 0); }
+static int setup_spin_direct (void **s) { return setup_with (s, 2000, 1, 0); }
+static int setup_default (void **s) { return setup_with (s, 50, true, 0); }
+static int setup_nospin (void **s) { return setup_with (s, 0, false, 0); }
+static int setup_nospin_direct (void **s) { return setup_with (s, 0, 1, 0); }
+static int setup_tcp (void **s) { return setup_with (s, 2000, true, true); }
 
 static int
 teardown (void **state)
@@ -74,7 +89,19 @@ teardown (void **state)
 static void
 go (struct fixture *f, struct raw *c)
 {
-  raw_connect (f->srv, c);
+  if (f->tcp_port > 0) {
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons ((uint16_t) f->tcp_port),
+                              .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+    c->fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true (c->fd >= 0);
+    assert_int_equal (connect (c->fd, (struct sockaddr *) &sa, sizeof sa),
+                      0);
+    struct timeval tv = { .tv_sec = 10 };
+    setsockopt (c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt (c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  } else
+    raw_connect (f->srv, c);
   raw_go (c, "", false, NULL, 0, NULL, NULL);
 }
 
@@ -362,7 +389,8 @@ test_option_bounds (void **state)
   cmocka_unit_test_setup_teardown (t, setup_spin_direct, teardown), \
   cmocka_unit_test_setup_teardown (t, setup_default, teardown), \
   cmocka_unit_test_setup_teardown (t, setup_nospin, teardown), \
-  cmocka_unit_test_setup_teardown (t, setup_nospin_direct, teardown)
+  cmocka_unit_test_setup_teardown (t, setup_nospin_direct, teardown), \
+  cmocka_unit_test_setup_teardown (t, setup_tcp, teardown)
 
 int
 main (void)
