@@ -282,11 +282,15 @@ def report(a, which, workloads, transports, results):
     with open(os.path.join(a.out, f"nbd-server-{stamp}.json"), "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=2)
     ratios = "ratio_vs_nbdkit" in rows[0]
+    base = "ratio_vs_base" in rows[0]
     head = "| workload | transport | " + " | ".join(
         f"{n} MB/s" for n in which)
     sep = "|---|---|" + "---|" * len(which)
     if ratios:
         head += " | r3map/nbdkit"
+        sep += "---|"
+    if base:
+        head += " | r3map/r3map-base"
         sep += "---|"
     head += " | " + " | ".join(f"{n} CPU ms/GiB" for n in which)
     sep += "---|" * len(which)
@@ -299,11 +303,34 @@ def report(a, which, workloads, transports, results):
             f"{r[n]['median_mbs']:.0f}" for n in which]
         if ratios:
             cells.append(f"{r['ratio_vs_nbdkit']:.2f}x")
+        if base:
+            cells.append(f"{r['ratio_vs_base']:.2f}x")
         cells += [f"{r[n]['median_server_cpu_ms_per_gib']:.0f}"
                   for n in which]
         if ratios:
             cells.append(f"{r['cpu_ratio_nbdkit_vs_r3map']:.2f}x")
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Every rep, MB/s (min-max of the reps in brackets):", "",
+              "| workload | transport | " + " | ".join(which) + " |",
+              "|---|---|" + "---|" * len(which)]
+    for r in rows:
+        lines.append("| " + " | ".join(
+            [r["workload"], r["transport"]] + [
+                " ".join(f"{v:.0f}" for v in r[n]["runs_mbs"])
+                + f" [{min(r[n]['runs_mbs']):.0f}-"
+                f"{max(r[n]['runs_mbs']):.0f}]" for n in which]) + " |")
+    lines += ["", "The client: fio's CPU ms per GiB (median) and the cores that "
+              "makes at the median rate (1.00 = fio is the bottleneck):", "",
+              "| workload | transport | " + " | ".join(which) + " |",
+              "|---|---|" + "---|" * len(which)]
+    for r in rows:
+        cells = []
+        for n in which:
+            ms = r[n]["median_fio_cpu_ms_per_gib"]
+            cores = ms / 1000 * r[n]["median_mbs"] * 1e6 / (1 << 30)
+            cells.append(f"{ms:.0f} ({cores:.2f})")
+        lines.append("| " + " | ".join([r["workload"], r["transport"]]
+                                       + cells) + " |")
     md = "\n".join(lines) + "\n"
     with open(os.path.join(a.out, f"nbd-server-{stamp}.md"), "w") as f:
         f.write(f"fio nbd engine, {a.size}, {a.runtime} s x {a.reps} reps, "
