@@ -102,13 +102,13 @@ class Server:
             self.proc.wait()
 
 
-def start_servers(which, r3map, size, tmp):
+def start_servers(which, binaries, size, tmp):
     servers = []
     for name in which:
         sock, port = os.path.join(tmp, name + ".sock"), free_port()
-        if name == "r3map":
+        if name in binaries:
             servers.append(Server(name, [
-                r3map, "serve", "-q", "--listen",
+                binaries[name], "serve", "-q", "--listen",
                 f"nbd+unix:///?socket={sock}", "--listen",
                 f"nbd://127.0.0.1:{port}", f"memory:{size}"],
                 sock, port, tmp))
@@ -193,6 +193,9 @@ def fio(uri, rw, bs, depth, size, runtime, tmp, pid=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--r3map", required=True)
+    ap.add_argument("--r3map-base", help="a second r3map binary (e.g. a "
+                    "build of main), run as server 'r3map-base' for A/B")
+    ap.add_argument("--workloads", default=",".join(w[0] for w in WORKLOADS))
     ap.add_argument("--size", default="1G")
     ap.add_argument("--runtime", type=int, default=5)
     ap.add_argument("--reps", type=int, default=3)
@@ -205,20 +208,31 @@ def main():
         if not shutil.which(prog):
             sys.exit(f"{prog} is not installed (scripts/deps.sh test)")
     which = a.only.split(",")
+    binaries = {"r3map": os.path.abspath(a.r3map)}
+    if a.r3map_base:
+        binaries["r3map-base"] = os.path.abspath(a.r3map_base)
+        if "r3map-base" not in which:
+            which.insert(1, "r3map-base")
+    workloads = [w for w in WORKLOADS if w[0] in a.workloads.split(",")]
     transports = a.transports.split(",")
     a.load_start = os.getloadavg()
+    # SIGTERM ends the run like ^C: the servers and scratch files go too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     tmp = tempfile.mkdtemp(prefix="r3m-bench-")
     PairServer.shm = tempfile.mkdtemp(prefix="r3m-bench-", dir="/dev/shm")
-    servers = start_servers(which, os.path.abspath(a.r3map), a.size, tmp)
+    servers = start_servers(which, binaries, a.size, tmp)
     results = {}
     try:
         for s in servers:
             for t in transports:
                 fio(s.uri(t), "write", "1M", 16, a.size, 0, tmp)  # warm-up
         for rep in range(a.reps):
-            for wl, rw, bs, depth in WORKLOADS:
+            for wl, rw, bs, depth in workloads:
                 for t in transports:
-                    for s in servers:
+                    # Rotate the order each rep: no server always runs
+                    # right after the same neighbour.
+                    k = rep % len(servers)
+                    for s in servers[k:] + servers[:k]:
                         mbs, scpu, ccpu = fio(s.uri(t), rw, bs, depth,
                                               a.size, a.runtime, tmp,
                                               s.pid(t))
@@ -232,12 +246,12 @@ def main():
             s.stop()
         shutil.rmtree(PairServer.shm, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    report(a, which, transports, results)
+    report(a, which, workloads, transports, results)
 
 
-def report(a, which, transports, results):
+def report(a, which, workloads, transports, results):
     rows = []
-    for wl, rw, bs, depth in WORKLOADS:
+    for wl, rw, bs, depth in workloads:
         for t in transports:
             row = {"workload": wl, "transport": t, "bs": bs, "depth": depth}
             for name in which:
@@ -255,6 +269,9 @@ def report(a, which, transports, results):
                 row["cpu_ratio_nbdkit_vs_r3map"] = (
                     row["nbdkit"]["median_server_cpu_ms_per_gib"]
                     / max(row["r3map"]["median_server_cpu_ms_per_gib"], 1))
+            if "r3map-base" in which:
+                row["ratio_vs_base"] = (row["r3map"]["median_mbs"]
+                                        / row["r3map-base"]["median_mbs"])
             rows.append(row)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     meta = {"date": stamp, "host": platform.node(), "cpus": os.cpu_count(),
@@ -265,11 +282,15 @@ def report(a, which, transports, results):
     with open(os.path.join(a.out, f"nbd-server-{stamp}.json"), "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=2)
     ratios = "ratio_vs_nbdkit" in rows[0]
+    base = "ratio_vs_base" in rows[0]
     head = "| workload | transport | " + " | ".join(
         f"{n} MB/s" for n in which)
     sep = "|---|---|" + "---|" * len(which)
     if ratios:
         head += " | r3map/nbdkit"
+        sep += "---|"
+    if base:
+        head += " | r3map/r3map-base"
         sep += "---|"
     head += " | " + " | ".join(f"{n} CPU ms/GiB" for n in which)
     sep += "---|" * len(which)
@@ -282,11 +303,34 @@ def report(a, which, transports, results):
             f"{r[n]['median_mbs']:.0f}" for n in which]
         if ratios:
             cells.append(f"{r['ratio_vs_nbdkit']:.2f}x")
+        if base:
+            cells.append(f"{r['ratio_vs_base']:.2f}x")
         cells += [f"{r[n]['median_server_cpu_ms_per_gib']:.0f}"
                   for n in which]
         if ratios:
             cells.append(f"{r['cpu_ratio_nbdkit_vs_r3map']:.2f}x")
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Every rep, MB/s (min-max of the reps in brackets):", "",
+              "| workload | transport | " + " | ".join(which) + " |",
+              "|---|---|" + "---|" * len(which)]
+    for r in rows:
+        lines.append("| " + " | ".join(
+            [r["workload"], r["transport"]] + [
+                " ".join(f"{v:.0f}" for v in r[n]["runs_mbs"])
+                + f" [{min(r[n]['runs_mbs']):.0f}-"
+                f"{max(r[n]['runs_mbs']):.0f}]" for n in which]) + " |")
+    lines += ["", "The client: fio's CPU ms per GiB (median) and the cores that "
+              "makes at the median rate (1.00 = fio is the bottleneck):", "",
+              "| workload | transport | " + " | ".join(which) + " |",
+              "|---|---|" + "---|" * len(which)]
+    for r in rows:
+        cells = []
+        for n in which:
+            ms = r[n]["median_fio_cpu_ms_per_gib"]
+            cores = ms / 1000 * r[n]["median_mbs"] * 1e6 / (1 << 30)
+            cells.append(f"{ms:.0f} ({cores:.2f})")
+        lines.append("| " + " | ".join([r["workload"], r["transport"]]
+                                       + cells) + " |")
     md = "\n".join(lines) + "\n"
     with open(os.path.join(a.out, f"nbd-server-{stamp}.md"), "w") as f:
         f.write(f"fio nbd engine, {a.size}, {a.runtime} s x {a.reps} reps, "

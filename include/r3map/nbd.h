@@ -73,6 +73,12 @@ struct r3m_nbd_server_options {
   void *log_user;
   enum r3m_nbd_log_level log_level; /* messages above it are dropped;
                                 default R3M_NBD_LOG_WARN */
+  unsigned busy_poll_us;     /* inline exports (memory:): before sleeping
+                                for the next request, poll the socket this
+                                long while the client keeps sending (one
+                                connection at a time, only with 2+ CPUs;
+                                see docs/nbd-server.md); default 50;
+                                0 = never */
 };
 
 void r3m_nbd_server_options_init (struct r3m_nbd_server_options *o);

@@ -38,6 +38,7 @@
 struct nbd_conn {
   int fd;                      /* -1 for a custom transport */
   bool is_socket;
+  int family;                  /* AF_UNIX, AF_INET, ...; 0 if unknown */
   const struct nbd_conn_io *io;
   void *io_user;
   unsigned timeout_ms;
@@ -102,6 +103,7 @@ nbd_conn_new (int fd, struct nbd_conn **out)
   memset (&ss, 0, sizeof ss);
   if (getsockname (fd, (struct sockaddr *) &ss, &sl) == 0) {
     c->is_socket = true;
+    c->family = ss.ss_family;
     if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
       /* Replies are whole messages: Nagle would only add latency. */
       int one = 1;
@@ -172,6 +174,12 @@ int
 nbd_conn_fd (const struct nbd_conn *c)
 {
   return c->fd;
+}
+
+int
+nbd_conn_family (const struct nbd_conn *c)
+{
+  return c->family;
 }
 
 bool
@@ -487,6 +495,49 @@ nbd_conn_read_some (struct nbd_conn *c, void *buf, size_t len)
     if (errno == EAGAIN || errno == EWOULDBLOCK)
       return -ETIMEDOUT;        /* SO_RCVTIMEO ran out */
     return -errno;
+  }
+}
+
+ssize_t
+nbd_conn_read_now (struct nbd_conn *c, void *buf, size_t len)
+{
+  if (c->ssl || c->io || !c->is_socket || len == 0)
+    return -EAGAIN;
+  for (;;) {
+    ssize_t n = recv (c->fd, buf, len, MSG_DONTWAIT);
+    if (n >= 0)
+      return n;
+    if (errno != EINTR)
+      return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+  }
+}
+
+ssize_t
+nbd_conn_read_spin (struct nbd_conn *c, void *buf, size_t len,
+                    uint64_t spin_ns)
+{
+  if (c->ssl || c->io || !c->is_socket || c->deadline_ns || len == 0)
+    return -EAGAIN;
+  /* poll(2) with no timeout looks at the socket without locking it, so
+   * the spinning does not hold up the kernel queueing the peer's data
+   * (recv would take the socket lock each time). */
+  struct pollfd p = { .fd = c->fd, .events = POLLIN };
+  uint64_t last = util_now_ns (), end = last + spin_ns;
+  for (unsigned i = 1;; i++) {
+    int r = poll (&p, 1, 0);
+    if (r > 0)
+      return nbd_conn_read_some (c, buf, len);
+    if (r < 0 && errno != EINTR)
+      return -errno;
+    /* Reading the clock costs about as much as a try: every few. */
+    if ((i & 3) == 0) {
+      uint64_t now = util_now_ns ();
+      if (now - last > NBD_CONN_SPIN_PREEMPTED_NS)
+        return -EBUSY;
+      if (now >= end)
+        return -EAGAIN;
+      last = now;
+    }
   }
 }
 

@@ -82,6 +82,9 @@ void nbd_conn_close (struct nbd_conn *c);
 
 int nbd_conn_fd (const struct nbd_conn *c);      /* -1 for custom ones */
 bool nbd_conn_is_tls (const struct nbd_conn *c);
+/* The socket's address family (AF_UNIX, AF_INET, AF_INET6); 0 when it is
+ * not a socket or a custom transport. */
+int nbd_conn_family (const struct nbd_conn *c);
 
 /* Describe the peer for messages: "127.0.0.1:53422", "[::1]:4000",
  * "unix socket", "custom"; plus " (tls: CN)" when a client certificate was
@@ -105,6 +108,22 @@ void nbd_conn_set_deadline (struct nbd_conn *c, uint64_t deadline_ns);
 
 /* Read up to len bytes: > 0 bytes read, 0 at end of stream, or -errno. */
 ssize_t nbd_conn_read_some (struct nbd_conn *c, void *buf, size_t len);
+
+/* What a plain socket holds right now, without waiting: > 0 bytes read,
+ * 0 at end of stream, -EAGAIN when there is nothing (always for TLS and
+ * custom transports, which may buffer on their own), or -errno. */
+ssize_t nbd_conn_read_now (struct nbd_conn *c, void *buf, size_t len);
+
+/* Busy polling: like nbd_conn_read_some, but it never sleeps; on a plain
+ * socket it polls for up to spin_ns nanoseconds (so that a peer sending
+ * data does not have to wake us) and then gives up with -EAGAIN.  Other
+ * connections (TLS, custom) give -EAGAIN at once.  -EBUSY: the thread
+ * lost its CPU while polling (a few tries took longer than
+ * NBD_CONN_SPIN_PREEMPTED_NS), so the CPU is wanted by someone else,
+ * perhaps the very peer we wait for: stop spinning for a while. */
+#define NBD_CONN_SPIN_PREEMPTED_NS 100000u
+ssize_t nbd_conn_read_spin (struct nbd_conn *c, void *buf, size_t len,
+                            uint64_t spin_ns);
 
 /* Read exactly len bytes.  0, -ECONNRESET when the stream ends first, or
  * another -errno. */

@@ -45,6 +45,7 @@ r3m_nbd_server_options_init (struct r3m_nbd_server_options *o)
   o->max_connections = 256;
   o->handshake_timeout_ms = 30000;
   o->log_level = R3M_NBD_LOG_WARN;
+  o->busy_poll_us = 50;
 }
 
 void
@@ -90,6 +91,9 @@ r3m_nbd_server_new (const struct r3m_nbd_server_options *o,
   if (o->workers == 0 || o->max_connections == 0)
     return util_err (err, EINVAL, "nbd server: workers and max_connections "
                      "must be at least 1");
+  if (o->busy_poll_us > 10000)
+    return util_err (err, EINVAL, "nbd server: busy polling is at most "
+                     "10000 us");
   if (o->tls != R3M_NBD_TLS_OFF && !o->tls_cert)
     return util_err (err, EINVAL, "nbd server: TLS needs a certificate");
   struct r3m_nbd_server *srv = calloc (1, sizeof *srv);
@@ -97,6 +101,8 @@ r3m_nbd_server_new (const struct r3m_nbd_server_options *o,
     return util_errno (err, ENOMEM, "nbd server");
   srv->opts = *o;
   srv->wake_fd = -1;
+  /* With one CPU a spinning server only delays the client it waits for. */
+  srv->spin_ok = o->busy_poll_us > 0 && sysconf (_SC_NPROCESSORS_ONLN) > 1;
   pthread_mutex_init (&srv->lock, NULL);
   pthread_mutex_init (&srv->shutdown_lock, NULL);
   pthread_condattr_t ca;
@@ -502,6 +508,26 @@ conn_thread (void *arg)
   return NULL;
 }
 
+/* Unix stream sockets have no send buffer autotuning (TCP grows its own
+ * to net.ipv4.tcp_wmem's maximum).  With the default of about 208 KiB a
+ * 1 MiB READ reply leaves in five rounds, each a sleep of ours and a
+ * wake-up of the client's; 4 MiB took both from about 4 context switches
+ * per 1 MiB reply to 0.2 (docs/nbd-server.md).  The kernel caps it at
+ * net.core.wmem_max. */
+static void
+tune_socket (struct nbd_conn *conn)
+{
+  int fd = nbd_conn_fd (conn);
+  if (nbd_conn_family (conn) != AF_UNIX)
+    return;
+  int want = NBD_SRV_UNIX_SNDBUF, have = 0;
+  socklen_t hl = sizeof have;
+  if (getsockopt (fd, SOL_SOCKET, SO_SNDBUF, &have, &hl) == 0
+      && have >= want)
+    return;
+  setsockopt (fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
+}
+
 /* Register and start a thread for conn (owned by us from here). */
 static int
 spawn (struct r3m_nbd_server *srv, struct nbd_conn *conn, bool tls_required)
@@ -517,6 +543,7 @@ spawn (struct r3m_nbd_server *srv, struct nbd_conn *conn, bool tls_required)
     nbd_conn_close (conn);
     return -EAGAIN;
   }
+  tune_socket (conn);
   *ts = (struct thread_start) { .sc = sc, .parked = parked };
   pthread_t t;
   int r = pthread_create (&t, NULL, conn_thread, ts);

@@ -54,6 +54,8 @@
 /* Pool: requests and payload bytes in flight per connection. */
 #define NBD_SRV_POOL_INFLIGHT  64
 #define NBD_SRV_POOL_BYTES     (64u << 20)
+/* Send buffer asked for on Unix sockets (see tune_socket in server.c). */
+#define NBD_SRV_UNIX_SNDBUF    (4 << 20)
 /* Longest error message we put in a structured ERROR chunk. */
 #define NBD_SRV_MSG_MAX        120
 /* Room for any reply's header bytes (chunk header + error + message). */
@@ -118,6 +120,9 @@ struct r3m_nbd_server {
   pthread_t accept_thread;
   struct reap *reap;                  /* finished threads to join */
   struct r3m_nbd_server_stats totals; /* of closed connections */
+  bool spin_ok;                       /* busy polling is allowed (more
+                                         than one CPU, busy_poll_us) */
+  atomic_int spinners;                /* connections busy polling now */
 };
 
 /* ---- connections --------------------------------------------------------- */
@@ -183,6 +188,18 @@ struct nbd_srv_reader {
    * replies it batched); may be NULL.  Returns 0 or -errno. */
   int (*before_block) (void *arg);
   void *arg;
+  /* Busy polling (inline path only): a fill first tries to read without
+   * sleeping for up to spin_ns, holding *spin_token (one spinner per
+   * server), as long as spinning keeps paying off: see fill_read in
+   * server_request.c. */
+  uint64_t spin_ns;           /* 0: never spin */
+  bool spin_requests;         /* also between requests, not only within
+                                 a large payload (Unix sockets) */
+  atomic_int *spin_token;
+  bool spin_off;              /* the client went quiet: sleep at once */
+  unsigned spin_skip;         /* fills left without spinning (backoff
+                                 after losing the CPU while spinning) */
+  unsigned spin_backoff;      /* the next such backoff */
 };
 
 int nbd_srv_reader_init (struct nbd_srv_reader *r, struct nbd_conn *conn,

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "nbd/server.h"
 
@@ -29,6 +30,9 @@
 #define ARENA_CAP   (256u * 1024)
 #define BATCH_IOV   64
 #define BATCH_HDR   (BATCH_IOV / 2 * NBD_SRV_HDR_MAX)
+/* WRITE payloads up to this size pass through the reader buffer even on
+ * the zero-copy path; larger ones are received straight into the store. */
+#define SMALL_PAYLOAD (64u * 1024)
 
 struct inline_tx {
   struct nbd_srv_conn *sc;
@@ -140,7 +144,16 @@ direct_request (struct inline_tx *tx, struct nbd_srv_req *req)
   struct nbd_srv_result res = { 0 };
   if (req->type == NBD_CMD_WRITE) {
     int r = tx->direct_pending ? flush_batch (tx) : 0;
-    if (r == 0)
+    if (r == 0 && req->len <= SMALL_PAYLOAD) {
+      /* Through the reader buffer: the read that completes this payload
+       * also picks up the requests behind it (and may busy-poll). */
+      r = nbd_srv_reader_need (&tx->rd, req->len);
+      if (r == 0) {
+        memcpy (p, tx->rd.buf + tx->rd.start, req->len);
+        tx->rd.start += req->len;
+      } else if (r > 0)
+        r = -ECONNRESET;
+    } else if (r == 0)
       r = nbd_srv_reader_copy (&tx->rd, p, req->len);
     if (r < 0)
       return r;
@@ -213,6 +226,13 @@ nbd_srv_transmit_inline (struct nbd_srv_conn *sc)
   }
   tx->sc = sc;
   tx->rd.before_block = flush_batch;
+  /* TLS buffers inside OpenSSL, where polling the socket cannot see. */
+  if (sc->srv->spin_ok && nbd_conn_fd (sc->conn) >= 0
+      && !nbd_conn_is_tls (sc->conn)) {
+    tx->rd.spin_ns = sc->srv->opts.busy_poll_us * UINT64_C (1000);
+    tx->rd.spin_token = &sc->srv->spinners;
+    tx->rd.spin_requests = nbd_conn_family (sc->conn) == AF_UNIX;
+  }
   tx->rd.arg = tx;
   for (;;) {
     int r = nbd_srv_reader_need (&tx->rd, NBD_REQUEST_SIZE);

@@ -19,6 +19,8 @@ usage 2 --tls-cert x.pem memory:1M
 usage 2 --min-block 3 memory:1M
 usage 2 --grace 5 memory:1M
 usage 2 --workers 0 memory:1M
+usage 2 --busy-poll 10001 memory:1M
+usage 2 --busy-poll x memory:1M
 usage 2 --export noequals memory:1M
 usage 2 -e a=memory:1M -e a=memory:1M
 usage 2 --listen http://x memory:1M

@@ -56,6 +56,9 @@ cli_serve_help (FILE *out)
 "      --workers N            threads per connection for backends that\n"
 "                             block (file, remote); default 16\n"
 "      --max-connections N    default 256\n"
+"      --busy-poll USEC       memory: exports: poll for the next request this\n"
+"                             long before sleeping, while the client keeps\n"
+"                             sending (default 50; 0 = never)\n"
 "      --grace DURATION       on SIGINT/SIGTERM, wait this long for clients\n"
 "                             to finish before cutting them (500ms, 5s, 1m);\n"
 "                             default 5s\n"
@@ -164,6 +167,7 @@ parse_tls_mode (struct serve_args *a, const char *arg,
 enum {
   OPT_MIN_BLOCK = 0x100, OPT_NO_MULTI_CONN, OPT_TLS, OPT_TLS_CERT,
   OPT_TLS_KEY, OPT_TLS_CA, OPT_WORKERS, OPT_MAX_CONN, OPT_GRACE, OPT_PID,
+  OPT_BUSY_POLL,
 };
 
 static int
@@ -207,6 +211,9 @@ parse_option (struct serve_args *a, int c, const char *arg)
   case OPT_MAX_CONN:
     return parse_count (a, "--max-connections", arg, 1, 65536,
                         &a->so.max_connections);
+  case OPT_BUSY_POLL:
+    return parse_count (a, "--busy-poll", arg, 0, 10000,
+                        &a->so.busy_poll_us);
   case OPT_GRACE:
     return cli_parse_duration (a->cmd, "--grace", arg, 0, 3600 * 1000,
                                &a->grace_ms) < 0 ? CLI_EXIT_USAGE : 0;
@@ -242,6 +249,7 @@ parse_args (struct serve_args *a, int argc, char **argv, bool *stop)
     { "tls-ca", required_argument, NULL, OPT_TLS_CA },
     { "workers", required_argument, NULL, OPT_WORKERS },
     { "max-connections", required_argument, NULL, OPT_MAX_CONN },
+    { "busy-poll", required_argument, NULL, OPT_BUSY_POLL },
     { "grace", required_argument, NULL, OPT_GRACE },
     { "pid-file", required_argument, NULL, OPT_PID },
     { "verbose", no_argument, NULL, 'v' },
