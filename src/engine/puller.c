@@ -724,6 +724,18 @@ eng_puller_stop (struct r3m_region *r, uint64_t deadline_ns)
   pthread_mutex_unlock (&p->mu);
 }
 
+bool
+eng_puller_landing (struct r3m_region *r)
+{
+  struct eng_puller *p = &r->pull;
+  if (!eng_cache_mem (r))
+    return false;
+  pthread_mutex_lock (&p->mu);
+  bool landing = p->inflight > 0;
+  pthread_mutex_unlock (&p->mu);
+  return landing;
+}
+
 void
 eng_puller_forget_zeros (struct r3m_region *r, const uint64_t *chunks,
                          size_t n)
