@@ -34,6 +34,14 @@
  * a chunk invalidated while the run was in flight (STALE) goes back to
  * REMOTE alone and is queued again.
  *
+ * When the cache lends its memory (memory:), a run is received straight
+ * into its place in the cache and store has nothing to write.  That is
+ * safe because the bytes land only in chunks the run holds BUSY: readers
+ * and writers wait for BUSY chunks, a STALE chunk is not made LOCAL, a
+ * run that fails for good leaves its chunks REMOTE (and its range trimmed),
+ * and close reports a run still landing as stuck (the cache must outlive
+ * it).
+ *
  * At close the workers stop claiming, discard results, and exit once
  * nothing is in flight or the close deadline passes; a completion that
  * arrives after the last worker exited cleans up after itself.
