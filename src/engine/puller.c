@@ -108,7 +108,7 @@ submit_fetch (struct r3m_region *r, struct eng_fetch *f)
    * after it, while the request was on the wire, the connection's receive
    * often caught up with the populate (the window drains whenever this
    * worker falls behind) and took 40% of the faults itself, two threads
-   * faulting the same pages; populating first cost 3-5% less CPU and wall
+   * faulting the same pages; populating first cost 2-5% less CPU and wall
    * time for a 1 GiB copy over a Unix socket. */
   if (mem)
     eng_cache_populate (r, mem, first, last);
