@@ -103,6 +103,9 @@ int r3m_region_open (struct r3m_backend *remote, struct r3m_backend *cache,
  * -ETIMEDOUT: chunks not pushed by then are lost to the remote, and the
  * engine's memory is released when the stuck call finally returns (the
  * backend must not be closed under it unless its close cancels it).
+ * When the cache lends its memory, background fetches are received straight
+ * into it, so one still in flight at the timeout counts as stuck too: close
+ * returns -ETIMEDOUT and neither backend may be closed under it.
  * No other call on the region may run concurrently with or after close. */
 int r3m_region_close (struct r3m_region *r, struct r3m_error *err);
 

@@ -268,6 +268,9 @@ int eng_gate (struct r3m_region *r);
 int eng_puller_start (struct r3m_region *r);
 /* Stop claiming; workers exit when nothing is in flight or at deadline. */
 void eng_puller_stop (struct r3m_region *r, uint64_t deadline_ns);
+/* After stop: true if runs being received straight into the cache's
+ * memory are still in flight (they may write into the cache later). */
+bool eng_puller_landing (struct r3m_region *r);
 /* The remote changed under these chunks: drop their zero hints. */
 void eng_puller_forget_zeros (struct r3m_region *r, const uint64_t *chunks,
                               size_t n);

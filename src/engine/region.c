@@ -287,6 +287,15 @@ r3m_region_close (struct r3m_region *r, struct r3m_error *err)
       pull_stuck = true;
   if (pull_stuck)
     eng_fail (r, -ETIMEDOUT, "close: background fetches did not finish");
+  /* A background fetch still on its way into the cache's own memory would
+   * write into the cache after close returned: say so, so that the owner
+   * does not close the backends under it. */
+  if (eng_puller_landing (r)) {
+    eng_fail (r, -ETIMEDOUT, "close: background fetches into the cache's "
+              "memory did not finish");
+    if (rc == 0)
+      rc = -ETIMEDOUT;
+  }
   atomic_store (&r->abandoned, true);
 
   if (rc < 0) {
