@@ -402,8 +402,9 @@ run (const struct mount_opts *o, struct mount_ctx *ctx, const sigset_t *sigs)
   r3m_error_clear (&err);
   r = r3m_region_close (ctx->region, &err);
   if (r < 0) {
-    cli_error ("%s: the final push and flush to %s failed: %s", cmd->name,
-               ctx->remote_uri, err.msg[0] ? err.msg : strerror (-r));
+    cli_error ("%s: closing the region over %s failed (final push, flush "
+               "or fetches in flight): %s", cmd->name, ctx->remote_uri,
+               err.msg[0] ? err.msg : strerror (-r));
     status = CLI_EXIT_FAILURE;
   }
   /* A call the region gave up waiting for still runs: leave the backends
