@@ -130,10 +130,11 @@ eng_fetch_sync (struct r3m_region *r, uint64_t c, void *buf)
   return eng_fetch_put (r, c, buf);
 }
 
-/* The fetch of BUSY chunk c ended with e (0: stored).  Make it LOCAL or
- * REMOTE, wake waiters, notify.  Returns true if it is LOCAL now. */
+/* The fetch of BUSY chunk c ended with e (0: stored).  Make it LOCAL, or
+ * REMOTE if it failed or was invalidated while in flight; wake waiters,
+ * notify.  Returns true if it is LOCAL now. */
 bool
-eng_fetch_finish (struct r3m_region *r, uint64_t c, int e)
+eng_fetch_settle (struct r3m_region *r, uint64_t c, int e)
 {
   bool local = false;
   eng_lock (r, c);
@@ -147,7 +148,14 @@ eng_fetch_finish (struct r3m_region *r, uint64_t c, int e)
   eng_unlock (r, c);
   if (local)
     eng_notify_local (r, c);
-  else
+  return local;
+}
+
+bool
+eng_fetch_finish (struct r3m_region *r, uint64_t c, int e)
+{
+  bool local = eng_fetch_settle (r, c, e);
+  if (!local)
     eng_puller_requeue (r, &c, 1); /* nobody may be left to fetch it */
   return local;
 }

@@ -30,7 +30,10 @@ int eng_fetch_retry (struct r3m_region *r, struct eng_dfetch *f);
 /* Store fetched chunk c (BUSY, ours) in the cache and count the fetch. */
 int eng_fetch_store (struct r3m_region *r, uint64_t c, const void *buf);
 /* The fetch of chunk c (BUSY, ours) ended with e (0: stored): make it
- * LOCAL, or REMOTE (and queue it for the puller).  True if LOCAL. */
+ * LOCAL, or REMOTE when it failed or was invalidated in flight.  True if
+ * LOCAL.  Settle leaves a REMOTE chunk to the caller; finish queues it
+ * for the puller. */
+bool eng_fetch_settle (struct r3m_region *r, uint64_t c, int e);
 bool eng_fetch_finish (struct r3m_region *r, uint64_t c, int e);
 
 #endif

@@ -54,6 +54,7 @@
 
 #include "backend/handle.h"
 #include "engine/engine.h"
+#include "engine/fetch.h"
 #include "util/time.h"
 
 static void pull_done (struct r3m_io *io, int result);
@@ -459,19 +460,7 @@ store (struct r3m_region *r, struct eng_fetch *f)
    * LOCAL. */
   for (uint32_t i = 0; i < f->n; i++) {
     uint64_t c = c0 + i;
-    bool local = false;
-    eng_lock (r, c);
-    if (e == 0)
-      local = eng_become_local_locked (r, c);
-    else {
-      r->chunk[c].state = ENG_REMOTE;
-      r->chunk[c].flags &= (uint8_t) ~ENG_F_STALE;
-      eng_wake (r, c);
-    }
-    eng_unlock (r, c);
-    if (local)
-      eng_notify_local (r, c);
-    else if (e == 0) {
+    if (!eng_fetch_settle (r, c, e) && e == 0) {
       pthread_mutex_lock (&p->mu);
       queue_push_locked (p, c);
       pthread_mutex_unlock (&p->mu);

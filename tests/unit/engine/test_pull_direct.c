@@ -24,6 +24,7 @@
 
 #include "fault.h"
 #include "testutil.h"
+#include "region_writer.h"
 
 #define CS 4096                 /* whole pages: the populate path runs */
 #define NCHUNKS 32
@@ -286,26 +287,6 @@ test_failed_run_retried (void **state)
 /* Writes to chunks of a run whose bytes already landed in the cache: they
  * wait for the run, so the run's bytes never cover them (a whole-chunk
  * write and a partial one). */
-struct writer {
-  struct r3m_region *r;
-  uint64_t off;
-  size_t len;
-  uint64_t seed;
-  atomic_bool done;
-  int result;
-};
-
-static void *
-write_thread (void *p)
-{
-  struct writer *w = p;
-  unsigned char buf[CS];
-  tu_pattern (w->seed, buf, w->len, w->off);
-  w->result = r3m_region_write (w->r, buf, w->len, w->off, 0);
-  atomic_store (&w->done, true);
-  return NULL;
-}
-
 static void
 test_write_racing_landed_run (void **state)
 {
@@ -318,12 +299,15 @@ test_write_racing_landed_run (void **state)
   open_region (&x, &o);
   assert_true (tfault_wait_stalled (x.f, 1, 10000));
 
-  struct writer whole = { .r = x.r, .off = 1 * CS, .len = CS, .seed = 97 };
-  struct writer part = { .r = x.r, .off = 2 * CS + 100, .len = 50,
-                         .seed = 98 };
+  struct region_writer whole = {
+    .r = x.r, .off = 1 * CS, .len = CS, .seed = 97 };
+  struct region_writer part = {
+    .r = x.r, .off = 2 * CS + 100, .len = 50, .seed = 98 };
   pthread_t t1, t2;
-  assert_int_equal (pthread_create (&t1, NULL, write_thread, &whole), 0);
-  assert_int_equal (pthread_create (&t2, NULL, write_thread, &part), 0);
+  assert_int_equal (pthread_create (&t1, NULL, region_writer_main,
+                                    &whole), 0);
+  assert_int_equal (pthread_create (&t2, NULL, region_writer_main,
+                                    &part), 0);
   pause_ms (50);
   assert_false (atomic_load (&whole.done));
   assert_false (atomic_load (&part.done));

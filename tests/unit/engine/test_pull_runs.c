@@ -21,6 +21,7 @@
 
 #include "fault.h"
 #include "testutil.h"
+#include "region_writer.h"
 
 #define CS 512
 #define NCHUNKS 32
@@ -312,26 +313,6 @@ test_run_transient_failure_retried (void **state)
 /* Writes to chunks of a run whose data is already read but not yet
  * stored: they wait for the run and land after it, so the run's old data
  * never covers them; they stay dirty and reach the remote on flush. */
-struct writer {
-  struct r3m_region *r;
-  uint64_t off;
-  size_t len;
-  uint64_t seed;
-  atomic_bool done;
-  int result;
-};
-
-static void *
-write_thread (void *p)
-{
-  struct writer *w = p;
-  unsigned char buf[CS];
-  tu_pattern (w->seed, buf, w->len, w->off);
-  w->result = r3m_region_write (w->r, buf, w->len, w->off, 0);
-  atomic_store (&w->done, true);
-  return NULL;
-}
-
 static void
 test_write_racing_run (void **state)
 {
@@ -345,12 +326,15 @@ test_write_racing_run (void **state)
   open_region (&x, &o);
   assert_true (tfault_wait_stalled (x.f, 1, 10000));
 
-  struct writer whole = { .r = x.r, .off = 1 * CS, .len = CS, .seed = 78 };
-  struct writer part = { .r = x.r, .off = 2 * CS + 100, .len = 50,
-                         .seed = 79 };
+  struct region_writer whole = {
+    .r = x.r, .off = 1 * CS, .len = CS, .seed = 78 };
+  struct region_writer part = {
+    .r = x.r, .off = 2 * CS + 100, .len = 50, .seed = 79 };
   pthread_t t1, t2;
-  assert_int_equal (pthread_create (&t1, NULL, write_thread, &whole), 0);
-  assert_int_equal (pthread_create (&t2, NULL, write_thread, &part), 0);
+  assert_int_equal (pthread_create (&t1, NULL, region_writer_main,
+                                    &whole), 0);
+  assert_int_equal (pthread_create (&t2, NULL, region_writer_main,
+                                    &part), 0);
   struct timespec ts = { 0, 50 * 1000 * 1000 };
   nanosleep (&ts, NULL);
   /* Both chunks are BUSY with the run: the writes wait. */
