@@ -33,6 +33,7 @@ It re-runs itself in a private mount namespace, so no mount outlives it.
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -150,6 +151,9 @@ def main():
     ap.add_argument("--fuse-read", default=os.path.join(ROOT, "build/bench/fuse_read"))
     ap.add_argument("--r3map-args", default="",
                     help="extra options for r3map mount (to explore)")
+    ap.add_argument("--serve-args", default="",
+                    help="extra options for the r3map serve that every "
+                    "FUSE client reads from (e.g. --busy-poll 0)")
     ap.add_argument("--settle", type=float, default=3.0,
                     help="seconds to wait before each read (default 3): "
                     "on a VM that returns freed memory to its host (free "
@@ -182,7 +186,9 @@ def main():
                    stdout=open(data, "wb"), check=True)
     spid = os.path.join(tmp, "serve.pid")
     server = subprocess.Popen([args.r3map, "serve", "--quiet", "--pid-file",
-                               spid, "--listen", uri, "memory:" + args.size],
+                               spid, "--listen", uri]
+                              + shlex.split(args.serve_args)
+                              + ["memory:" + args.size],
                               stdout=subprocess.DEVNULL)
     try:
         wait_for(spid, server, "r3map serve")
