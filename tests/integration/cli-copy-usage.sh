@@ -36,6 +36,16 @@ run copy pattern:1M memory:lots
 expect_usage "memory:lots"
 run copy pattern:4M memory:1M
 expect_usage "DST memory:1M holds 1.00 MiB, less than the 4.00 MiB of SRC pattern:4M"
+# A file the refused copy would have created is not left behind; one that
+# was there already is left as it was.
+run copy pattern:4M "file:$tmp/small?size=1M"
+expect_usage "less than the 4.00 MiB of SRC pattern:4M"
+[ ! -e "$tmp/small" ] || fail "$last: left $tmp/small behind"
+head -c 1M /dev/urandom >"$tmp/kept"
+cp "$tmp/kept" "$tmp/kept.orig"
+run copy pattern:4M "file:$tmp/kept?size=1M"
+expect_usage "less than the 4.00 MiB of SRC pattern:4M"
+cmp -s "$tmp/kept" "$tmp/kept.orig" || fail "$last: changed $tmp/kept"
 
 # Onto itself: the same URI, or the same file spelt differently.
 head -c 1M /dev/urandom >"$tmp/x"

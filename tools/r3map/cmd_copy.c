@@ -294,6 +294,24 @@ dst_uri (const char *dst, uint64_t size, uint32_t chunk)
   return n < 0 ? NULL : out;
 }
 
+/* The path of a file: DST that does not exist yet (malloc'd), else NULL:
+ * opening it creates the file, and a copy refused before writing anything
+ * removes it again rather than leave an empty file behind. */
+static char *
+new_dst_file (const char *dst)
+{
+  const char *scheme;
+  bool x, y;
+  char *path = local_path (dst, &scheme, &x, &y);
+  struct stat st;
+  if (path && (strcmp (scheme, "file") != 0 || lstat (path, &st) == 0
+               || errno != ENOENT)) {
+    free (path);
+    path = NULL;
+  }
+  return path;
+}
+
 /* ---- the copy ------------------------------------------------------------ */
 
 /* Bytes of the region that are local, from its status. */
@@ -439,13 +457,14 @@ print_summary (uint64_t size, double copy_s, bool verified, double verify_s)
 static int
 copy (const struct cli_command *cmd, const struct copy_opts *o,
       struct r3m_backend **src, struct r3m_backend **dst,
-      const char *dst_uri, bool *stuck)
+      const char *dst_uri, bool *stuck, bool *refused)
 {
   uint64_t size = r3m_backend_size (*src);
   if (r3m_backend_size (*dst) < size) {
     char have[32], need[32];
     util_format_size (r3m_backend_size (*dst), have, sizeof have);
     util_format_size (size, need, sizeof need);
+    *refused = true;
     return cli_usage_error (cmd, "DST %s holds %s, less than the %s of SRC "
                             "%s", o->dst, have, need, o->src);
   }
@@ -498,6 +517,7 @@ cli_copy_run (const struct cli_command *cmd, int argc, char **argv)
     return CLI_EXIT_FAILURE;
   }
   o.dst_opened = uri;
+  char *created = new_dst_file (uri);
   r = r3m_backend_open (uri, 0, &dst, &err);
   if (r < 0) {
     /* The typed URI is a prefix of the opened one: never longer. */
@@ -506,13 +526,16 @@ cli_copy_run (const struct cli_command *cmd, int argc, char **argv)
     memcpy (err.msg, buf, sizeof buf);
     status = cli_report (cmd, r, &err, o.dst);
   }
-  bool stuck = false;
+  bool stuck = false, refused = false;
   if (r == 0)
-    status = copy (cmd, &o, &src, &dst, uri, &stuck);
+    status = copy (cmd, &o, &src, &dst, uri, &stuck, &refused);
   free (uri);
   if (!stuck) {
     r3m_backend_close (dst);
     r3m_backend_close (src);
   }
+  if (refused && created)
+    unlink (created);
+  free (created);
   return status;
 }
