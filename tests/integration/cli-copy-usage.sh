@@ -22,6 +22,11 @@ run copy --workers 0 pattern:1M memory:1M
 expect_usage "--workers: '0' is out of range (1 to 256)"
 run copy --window lots pattern:1M memory:1M
 expect_usage "--window: 'lots' is not a number"
+# mount's spellings of the same two settings work too.
+run copy --pull-workers 0 pattern:1M memory:1M
+expect_usage "'0' is out of range (1 to 256)"
+run copy -q --pull-workers 3 --pull-window 8 pattern:1M memory:1M
+expect_rc 0
 run copy --window -3 pattern:1M memory:1M
 expect_usage "--window: '-3' is not a number"
 run copy --request-size 100 pattern:1M memory:1M

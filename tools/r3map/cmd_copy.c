@@ -83,7 +83,8 @@ cli_copy_help (FILE *out)
 "                         (default: %u)\n"
 "  -W, --window=N         requests in flight against SRC, 1 to %u\n"
 "                         (default: %u; grown up to 4x when SRC's round\n"
-"                         trip is 20 ms or more)\n"
+"                         trip is 20 ms or more)\n""                         (--pull-workers and --pull-window, as in\n"
+"                         r3map mount, are accepted too)\n"
 "  -r, --request-size=SIZE\n"
 "                         largest request to SRC: runs of adjacent chunks\n"
 "                         up to SIZE go as one request, so up to window x\n"
@@ -128,6 +129,9 @@ parse (const struct cli_command *cmd, int argc, char **argv,
     { "chunk-size", required_argument, NULL, 'c' },
     { "workers", required_argument, NULL, 'w' },
     { "window", required_argument, NULL, 'W' },
+    /* mount's names for the same settings, so either spelling works */
+    { "pull-workers", required_argument, NULL, 'w' },
+    { "pull-window", required_argument, NULL, 'W' },
     { "request-size", required_argument, NULL, 'r' },
     { "verify", no_argument, NULL, OPT_VERIFY },
     { "progress", no_argument, NULL, OPT_PROGRESS },
