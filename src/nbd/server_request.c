@@ -157,33 +157,27 @@ nbd_srv_reader_copy (struct nbd_srv_reader *r, void *dst, size_t len)
   r->start += n;
   if (n == len)
     return 0;
-  if (r->spin_ns) {
-    /* The rest straight into dst, busy polling like a fill: a client
-     * streaming a large payload then never has to wake us.  Batched
-     * replies go out first: the client is waiting for them, and one
-     * more send per large payload is nothing. */
-    int b = before_block (r);
-    if (b < 0)
-      return b;
-    unsigned char *p = (unsigned char *) dst + n;
-    len -= n;
-    while (len > 0) {
-      ssize_t k = fill_read (r, p, len, true);
-      if (k == 0)
-        return -ECONNRESET;
-      if (k < 0)
-        return (int) k;
-      p += k;
-      len -= (size_t) k;
-    }
-    return 0;
+  /* Batched replies go out before we wait for the rest: the client is
+   * waiting for them, and one more send per large payload is nothing. */
+  int b = before_block (r);
+  if (b < 0)
+    return b;
+  unsigned char *p = (unsigned char *) dst + n;
+  len -= n;
+  if (!r->spin_ns)
+    return nbd_conn_read_exact (r->conn, p, len);
+  /* The rest straight into dst, busy polling like a fill: a client
+   * streaming a large payload then never has to wake us. */
+  while (len > 0) {
+    ssize_t k = fill_read (r, p, len, true);
+    if (k == 0)
+      return -ECONNRESET;
+    if (k < 0)
+      return (int) k;
+    p += k;
+    len -= (size_t) k;
   }
-  if (r->before_block) {
-    int b = r->before_block (r->arg);
-    if (b < 0)
-      return b;
-  }
-  return nbd_conn_read_exact (r->conn, (unsigned char *) dst + n, len - n);
+  return 0;
 }
 
 int
@@ -194,11 +188,9 @@ nbd_srv_reader_skip (struct nbd_srv_reader *r, uint64_t len)
   r->start += n;
   if (n == len)
     return 0;
-  if (r->before_block) {
-    int b = r->before_block (r->arg);
-    if (b < 0)
-      return b;
-  }
+  int b = before_block (r);
+  if (b < 0)
+    return b;
   return nbd_conn_discard (r->conn, len - n);
 }
 
