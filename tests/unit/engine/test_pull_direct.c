@@ -73,6 +73,20 @@ open_region (struct fx *x, const struct r3m_region_options *o)
   assert_int_equal (r3m_region_open (x->remote, x->cache, o, &x->r, NULL), 0);
 }
 
+/* Open the region with the first remote read stalled after it read its
+ * bytes (a run whose data is in hand but not yet stored), and wait until
+ * the puller is stuck there. */
+static void
+open_with_first_read_stalled (struct fx *x)
+{
+  struct tfault_rule stall = { .ops = TF_OP (R3M_IO_READ), .times = 1,
+                               .stall = true, .after = true };
+  assert_int_equal (tfault_add (x->f, &stall), 0);
+  struct r3m_region_options o = opts ();
+  open_region (x, &o);
+  assert_true (tfault_wait_stalled (x->f, 1, 10000));
+}
+
 static void
 teardown (struct fx *x)
 {
@@ -194,12 +208,7 @@ test_landed_run_waits_for_completion (void **state)
 {
   struct fx x;
   setup (&x, 93, 2);
-  struct tfault_rule stall = { .ops = TF_OP (R3M_IO_READ), .times = 1,
-                               .stall = true, .after = true };
-  assert_int_equal (tfault_add (x.f, &stall), 0);
-  struct r3m_region_options o = opts ();
-  open_region (&x, &o);
-  assert_true (tfault_wait_stalled (x.f, 1, 10000));
+  open_with_first_read_stalled (&x);
   /* Run [0-3] is read, so its bytes are in the cache already ... */
   assert_true (mem_check (x.cmem, 93, 0, RUN * CS));
   struct r3m_region_status st;
@@ -292,12 +301,7 @@ test_write_racing_landed_run (void **state)
 {
   struct fx x;
   setup (&x, 96, 2);
-  struct tfault_rule stall = { .ops = TF_OP (R3M_IO_READ), .times = 1,
-                               .stall = true, .after = true };
-  assert_int_equal (tfault_add (x.f, &stall), 0);
-  struct r3m_region_options o = opts ();
-  open_region (&x, &o);
-  assert_true (tfault_wait_stalled (x.f, 1, 10000));
+  open_with_first_read_stalled (&x);
 
   struct region_writer whole = {
     .r = x.r, .off = 1 * CS, .len = CS, .seed = 97 };
@@ -340,12 +344,7 @@ test_invalidate_landed_run (void **state)
 {
   struct fx x;
   setup (&x, 99, 2);
-  struct tfault_rule stall = { .ops = TF_OP (R3M_IO_READ), .times = 1,
-                               .stall = true, .after = true };
-  assert_int_equal (tfault_add (x.f, &stall), 0);
-  struct r3m_region_options o = opts ();
-  open_region (&x, &o);
-  assert_true (tfault_wait_stalled (x.f, 1, 10000));
+  open_with_first_read_stalled (&x);
   assert_true (mem_check (x.cmem, 99, 0, RUN * CS));   /* old bytes landed */
   unsigned char buf[CS];
   tu_pattern (100, buf, CS, 3 * CS);

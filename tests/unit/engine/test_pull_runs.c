@@ -64,6 +64,20 @@ open_region (struct fx *x, const struct r3m_region_options *o)
   assert_int_equal (r3m_region_open (x->remote, x->cache, o, &x->r, NULL), 0);
 }
 
+/* Open the region with the first remote read stalled after it read its
+ * bytes (a run whose data is in hand but not yet stored), and wait until
+ * the puller is stuck there. */
+static void
+open_with_first_read_stalled (struct fx *x)
+{
+  struct tfault_rule stall = { .ops = TF_OP (R3M_IO_READ), .times = 1,
+                               .stall = true, .after = true };
+  assert_int_equal (tfault_add (x->f, &stall), 0);
+  struct r3m_region_options o = opts ();
+  open_region (x, &o);
+  assert_true (tfault_wait_stalled (x->f, 1, 10000));
+}
+
 static void
 teardown (struct fx *x)
 {
@@ -319,12 +333,7 @@ test_write_racing_run (void **state)
   struct fx x = { 0 };
   setup (&x, SIZE, 77, 2);
   /* The first read (run [0-3]) has its data, then stalls. */
-  struct tfault_rule stall = { .ops = TF_OP (R3M_IO_READ), .times = 1,
-                               .stall = true, .after = true };
-  assert_int_equal (tfault_add (x.f, &stall), 0);
-  struct r3m_region_options o = opts ();
-  open_region (&x, &o);
-  assert_true (tfault_wait_stalled (x.f, 1, 10000));
+  open_with_first_read_stalled (&x);
 
   struct region_writer whole = {
     .r = x.r, .off = 1 * CS, .len = CS, .seed = 78 };
@@ -375,12 +384,7 @@ test_invalidate_chunk_of_run_in_flight (void **state)
 {
   struct fx x = { 0 };
   setup (&x, SIZE, 80, 2);
-  struct tfault_rule stall = { .ops = TF_OP (R3M_IO_READ), .times = 1,
-                               .stall = true, .after = true };
-  assert_int_equal (tfault_add (x.f, &stall), 0);
-  struct r3m_region_options o = opts ();
-  open_region (&x, &o);
-  assert_true (tfault_wait_stalled (x.f, 1, 10000));   /* run [0-3] read */
+  open_with_first_read_stalled (&x);   /* run [0-3] read */
   /* The remote changes chunk 2 after the run read it. */
   unsigned char buf[CS];
   tu_pattern (81, buf, CS, 2 * CS);
