@@ -42,6 +42,14 @@ granule_test (struct memory *m, size_t g)
           >> (g % 64)) & 1;
 }
 
+/* The granules wholly inside [off, off+len): [*first, *end). */
+static void
+whole_granules (uint64_t off, uint64_t len, size_t *first, size_t *end)
+{
+  *first = (size_t) ((off + GRANULE - 1) >> GRANULE_SHIFT);
+  *end = (size_t) ((off + len) >> GRANULE_SHIFT);
+}
+
 /* Populate the never-populated whole granules of [off, off+len), in runs. */
 static void
 populate_fresh (struct memory *m, uint64_t off, size_t len)
@@ -49,8 +57,8 @@ populate_fresh (struct memory *m, uint64_t off, size_t len)
 #ifdef MADV_POPULATE_WRITE
   if (!m->populated || len < GRANULE)
     return;
-  size_t first = (size_t) ((off + GRANULE - 1) >> GRANULE_SHIFT);
-  size_t end = (size_t) ((off + len) >> GRANULE_SHIFT);
+  size_t first, end;
+  whole_granules (off, len, &first, &end);
   for (size_t g = first; g < end;) {
     if (granule_test (m, g)) {
       g++;
@@ -79,8 +87,8 @@ granules_dropped (struct memory *m, uint64_t off, uint64_t len)
 {
   if (!m->populated)
     return;
-  size_t first = (size_t) ((off + GRANULE - 1) >> GRANULE_SHIFT);
-  size_t end = (size_t) ((off + len) >> GRANULE_SHIFT);
+  size_t first, end;
+  whole_granules (off, len, &first, &end);
   for (size_t i = first; i < end; i++)
     atomic_fetch_and_explicit (&m->populated[i / 64],
                                ~(UINT64_C (1) << (i % 64)),
