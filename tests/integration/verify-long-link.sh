@@ -97,4 +97,19 @@ timed 30 "$R3MAP" compare "$URI" pattern:$size
 [ "$rc" -eq 1 ] || { cat "$T/err" "$T/out" >&2; fail "compare with failing reads: status $rc, not 1"; }
 grep -qE "reading nbd://[^ ]* at offset [0-9]+: Input/output error" "$T/err" \
   || { cat "$T/err" >&2; fail "compare with failing reads: no offset in the message"; }
+# The link dies mid-way (the proxy is killed): status 1 with the offset,
+# at once, although 32 reads were in flight.  1 GiB at 200 ms round trip
+# takes several seconds to compare, so 2.5 s is after the handshake and
+# before the end.
+start_nbdkit big pattern 1G
+"$PROXY" --target "unix:$T/big.sock" --delay 100ms --ready-file "$T/big.p" \
+  >/dev/null &
+proxy_pid=$!
+PIDS+=($proxy_pid)
+wait_for "$T/big.p"
+( sleep 2.5; kill "$proxy_pid" ) &
+timed 20 "$R3MAP" compare "nbd://$(cat "$T/big.p")/" pattern:1G
+[ "$rc" -eq 1 ] || { cat "$T/err" "$T/out" >&2; fail "compare over a dying link: status $rc, not 1"; }
+grep -qE "reading nbd://[^ ]* at offset [0-9]+: " "$T/err" \
+  || { cat "$T/err" >&2; fail "compare over a dying link: no offset in the message"; }
 echo PASS
