@@ -35,15 +35,15 @@ results=$T/results.txt
 : > "$results"
 half=$(/usr/bin/python3 -c "print($rtt / 2)")
 for size in $sizes; do
-  rm -f "$T/nbd.pid" "$T/proxy.ready"
-  nbdkit -f -U "$T/nbd.sock" -P "$T/nbd.pid" pattern "$size" >"$T/server.log" 2>&1 &
+  nbdkit -f -U "$T/nbd-$size.sock" -P "$T/nbd-$size.pid" pattern "$size" \
+    >"$T/server-$size.log" 2>&1 &
   pids+=($!)
-  wait_for "$T/nbd.pid"
-  "$proxy" --target "unix:$T/nbd.sock" --delay "${half}ms" \
-    --ready-file "$T/proxy.ready" >/dev/null &
+  wait_for "$T/nbd-$size.pid"
+  "$proxy" --target "unix:$T/nbd-$size.sock" --delay "${half}ms" \
+    --ready-file "$T/proxy-$size.ready" >/dev/null &
   pids+=($!)
-  wait_for "$T/proxy.ready"
-  uri="nbd://$(cat "$T/proxy.ready")/"
+  wait_for "$T/proxy-$size.ready"
+  uri="nbd://$(cat "$T/proxy-$size.ready")/"
   for rep in $(seq "$reps"); do
     for which in old new; do
       bin=$old; [ $which = new ] && bin=$new
