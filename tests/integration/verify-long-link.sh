@@ -105,7 +105,7 @@ start_nbdkit big pattern 1G
 "$PROXY" --target "unix:$T/big.sock" --delay 100ms --ready-file "$T/big.p" \
   >/dev/null &
 proxy_pid=$!
-PIDS+=($proxy_pid)
+PIDS+=("$proxy_pid")
 wait_for "$T/big.p"
 ( sleep 2.5; kill "$proxy_pid" ) &
 timed 20 "$R3MAP" compare "nbd://$(cat "$T/big.p")/" pattern:1G

@@ -260,6 +260,27 @@ test_identical (void **state)
       }
 }
 
+/* A prefix that ends inside an aligned block of the backend (compare
+ * --length): the last read is one the handle adapts, on its pool. */
+static void
+test_prefix (void **state)
+{
+  const uint64_t len = (5u << 20) + 777;
+  struct r3m_backend *ma = memory_copy (8u << 20), *mb = memory_copy (8u << 20);
+  struct cli_verify_result want, res;
+  assert_int_equal (cli_verify (ma, mb, len, 4096, &want, NULL), 0);
+  struct slow *s;
+  struct r3m_backend *sb = slow_new ("slow", 8u << 20, 0, 50, &s);
+  assert_int_equal (cli_verify (sb, ma, len, 4096, &res, NULL), 0);
+  assert_true (res.first_diff == CLI_VERIFY_SAME);
+  assert_true (res.hash_a == want.hash_a);
+  assert_idle (s);
+  assert_true (s->bytes_submitted < len);   /* the tail went elsewhere */
+  r3m_backend_close (sb);
+  r3m_backend_close (ma);
+  r3m_backend_close (mb);
+}
+
 /* Both sides remote: the first differing chunk is reported, wherever it
  * is (the last byte, in the short last chunk, across windows), and not a
  * later difference on the other side. */
@@ -382,6 +403,7 @@ main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_identical),
+    cmocka_unit_test (test_prefix),
     cmocka_unit_test (test_first_difference),
     cmocka_unit_test (test_stops_early),
     cmocka_unit_test (test_read_error),
