@@ -1,8 +1,9 @@
 /* r3map compare A B: do two backends hold the same bytes?
  *
  * Both are opened read-only and read independently through cli_verify (one
- * thread per side, pipelined reads on a remote side, XXH3-64 per chunk), the
- * same code `r3map copy --verify` uses.  The verdict goes to stdout; errors to stderr. */
+ * thread per side, pipelined reads on a remote side, XXH3-64 per chunk),
+ * the same code `r3map copy --verify` uses.  The verdict goes to stdout;
+ * errors to stderr. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
