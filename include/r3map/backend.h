@@ -81,6 +81,8 @@ struct r3m_extent {
 #define R3M_BACKEND_READ_ONLY (1u << 0) /* writes fail with -EPERM */
 #define R3M_BACKEND_VOLATILE  (1u << 1) /* data does not outlive the process */
 #define R3M_BACKEND_FAST_ZERO (1u << 2) /* zero() costs much less than a write */
+#define R3M_BACKEND_REMOTE    (1u << 3) /* every request waits for a network
+                                            round trip: keep many in flight */
 
 struct r3m_backend_info {
   uint64_t size;             /* bytes; fixed for the life of the handle */

@@ -451,7 +451,7 @@ nbd_cli_backend_open (const char *uri, unsigned flags,
     .align = c->ex.min_block,
     .preferred_io = c->ex.pref_block,
     .max_io = c->max_io,
-    .flags = (ro ? R3M_BACKEND_READ_ONLY : 0)
+    .flags = (ro ? R3M_BACKEND_READ_ONLY : 0) | R3M_BACKEND_REMOTE
              | ((c->ex.flags & NBD_FLAG_SEND_WRITE_ZEROES)
                 ? R3M_BACKEND_FAST_ZERO : 0),
     .async_threads = 0,

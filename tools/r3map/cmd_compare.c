@@ -1,8 +1,9 @@
 /* r3map compare A B: do two backends hold the same bytes?
  *
  * Both are opened read-only and read independently through cli_verify (one
- * thread per side, XXH3-64 per chunk), the same code `r3map copy --verify`
- * uses.  The verdict goes to stdout; errors to stderr. */
+ * thread per side, pipelined reads on a remote side, XXH3-64 per chunk),
+ * the same code `r3map copy --verify` uses.  The verdict goes to stdout;
+ * errors to stderr. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -25,9 +26,10 @@ cli_compare_help (FILE *out)
 "Usage: r3map compare [OPTIONS] A B\n"
 "\n"
 "Tell whether backends A and B hold the same bytes.  Both are opened\n"
-"read-only and read independently, each on its own thread; every chunk is\n"
-"hashed with XXH3-64 and the hashes are compared.  A and B are backend URIs\n"
-"(see 'r3map --help').\n"
+"read-only and read independently, each on its own thread (an NBD backend\n"
+"with 32 MiB of reads in flight, so a long link costs little); every chunk\n"
+"is hashed with XXH3-64 and the hashes are compared.  A and B are backend\n"
+"URIs (see 'r3map --help').\n"
 "\n"
 "Options:\n"
 "  -c, --chunk-size=SIZE  compare chunks of SIZE bytes; a difference is\n"

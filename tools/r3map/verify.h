@@ -17,7 +17,9 @@ struct cli_verify_result {
 };
 
 /* Read [0, len) of `a` and of `b`, each side on its own thread, hash every
- * `chunk` bytes with XXH3-64 and compare the hashes.  Both backends must be
+ * `chunk` bytes with XXH3-64 and compare the hashes.  A side whose backend
+ * is R3M_BACKEND_REMOTE keeps many asynchronous reads in flight; others are
+ * read synchronously.  Both backends must be
  * at least len bytes.  0 (with *res filled, whatever the outcome) or -errno
  * when a read fails, with err naming the backend and the offset. */
 int cli_verify (struct r3m_backend *a, struct r3m_backend *b, uint64_t len,
