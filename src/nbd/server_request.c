@@ -15,7 +15,14 @@
  *                                        NBD_EINVAL (otherwise)
  *   BLOCK_STATUS of length 0             NBD_EINVAL
  * FLUSH ignores its offset and length.  A WRITE that fails a check still
- * has its payload consumed, so the stream stays in step. */
+ * has its payload consumed, so the stream stays in step.
+ *
+ * Extended headers (NBD_OPT_EXTENDED_HEADERS) give 64-bit lengths: the
+ * same checks apply, so TRIM, WRITE_ZEROES, CACHE and BLOCK_STATUS may
+ * cover more than 4 GiB, and a READ beyond the maximum payload gets
+ * NBD_EOVERFLOW.  NBD_CMD_FLAG_PAYLOAD_LEN is required on WRITE and
+ * refused elsewhere (the payload is consumed first), both NBD_EINVAL;
+ * the block status payload form is not offered. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,9 +43,18 @@ nbd_srv_reader_init (struct nbd_srv_reader *r, struct nbd_conn *conn,
   memset (r, 0, sizeof *r);
   r->conn = conn;
   r->cap = cap;
+  r->header_size = NBD_REQUEST_SIZE;
+  r->compact_magic = NBD_REQUEST_MAGIC;
   r->spin_backoff = SPIN_BACKOFF_MIN;
   r->buf = malloc (cap);
   return r->buf ? 0 : -ENOMEM;
+}
+
+void
+nbd_srv_reader_set_extended (struct nbd_srv_reader *r)
+{
+  r->header_size = NBD_EXT_REQUEST_SIZE;
+  r->compact_magic = UINT64_MAX;
 }
 
 void
@@ -194,12 +210,50 @@ nbd_srv_reader_skip (struct nbd_srv_reader *r, uint64_t len)
   return nbd_conn_discard (r->conn, len - n);
 }
 
+/* An extended header (NBD spec, extension-ext-header, "Request
+ * message"), turned into the compact form described in server.h. */
+static int
+reader_ext_header (struct nbd_srv_reader *r, struct nbd_srv_req *req)
+{
+  const unsigned char *p = r->buf + r->start;
+  if (r->header_size != NBD_EXT_REQUEST_SIZE
+      || nbd_get32 (p) != NBD_EXT_REQUEST_MAGIC)
+    return -EPROTO;
+  uint16_t flags = nbd_get16 (p + 4);
+  req->type = nbd_get16 (p + 6);
+  req->cookie = nbd_get64 (p + 8);
+  req->off = nbd_get64 (p + 16);
+  uint64_t len = nbd_get64 (p + 24);
+  req->error = 0;
+  req->msg = NULL;
+  r->start += NBD_EXT_REQUEST_SIZE;
+  bool payload = flags & NBD_CMD_FLAG_PAYLOAD_LEN;
+  /* The spec lets a server consume an unwanted payload and fail the
+   * command; beyond 32 bits it cannot be one, and reading it would take
+   * for ever. */
+  if (payload && len > NBD_SRV_EXT_MAX_PAYLOAD)
+    return -EMSGSIZE;
+  if (req->type == NBD_CMD_WRITE) {
+    flags ^= NBD_CMD_FLAG_PAYLOAD_LEN;
+    if (!payload)
+      len = 0;                  /* an effect length: nothing follows */
+  } else if (payload) {
+    int k = nbd_srv_reader_skip (r, len);
+    if (k < 0)
+      return k;
+    len = 0;
+  }
+  req->flags = flags;
+  req->len = len;
+  return 0;
+}
+
 int
 nbd_srv_reader_header (struct nbd_srv_reader *r, struct nbd_srv_req *req)
 {
   const unsigned char *p = r->buf + r->start;
-  if (nbd_get32 (p) != NBD_REQUEST_MAGIC)
-    return -EPROTO;
+  if (nbd_get32 (p) != r->compact_magic)
+    return reader_ext_header (r, req);
   req->flags = nbd_get16 (p + 4);
   req->type = nbd_get16 (p + 6);
   req->cookie = nbd_get64 (p + 8);
@@ -209,6 +263,16 @@ nbd_srv_reader_header (struct nbd_srv_reader *r, struct nbd_srv_req *req)
   req->msg = NULL;
   r->start += NBD_REQUEST_SIZE;
   return 0;
+}
+
+const char *
+nbd_srv_header_error (int r)
+{
+  switch (r) {
+  case -EPROTO: return "bad request magic";
+  case -EMSGSIZE: return "extended request with a payload over 4 GiB";
+  default: return strerror (-r);
+  }
 }
 
 /* ---- checking ---------------------------------------------------------- */
@@ -242,6 +306,18 @@ allowed_flags (const struct nbd_srv_conn *sc, uint16_t type)
   }
 }
 
+/* Why req's flags were refused.  With extended headers PAYLOAD_LEN is
+ * left on a request exactly when it is wrong (see server.h). */
+static const char *
+flag_problem (const struct nbd_srv_conn *sc, const struct nbd_srv_req *req)
+{
+  if (!sc->extended || !(req->flags & NBD_CMD_FLAG_PAYLOAD_LEN))
+    return "command flag not valid for this command";
+  return req->type == NBD_CMD_WRITE
+         ? "WRITE without NBD_CMD_FLAG_PAYLOAD_LEN"
+         : "this command takes no payload";
+}
+
 /* The first check req fails: its NBD error and *msg, or 0. */
 static int
 check (const struct nbd_srv_conn *sc, const struct nbd_srv_req *req,
@@ -252,7 +328,7 @@ check (const struct nbd_srv_conn *sc, const struct nbd_srv_req *req,
   if (t > NBD_CMD_BLOCK_STATUS || t == NBD_CMD_DISC)
     return *msg = "unknown command", NBD_EINVAL;
   if (req->flags & ~allowed_flags (sc, t))
-    return *msg = "command flag not valid for this command", NBD_EINVAL;
+    return *msg = flag_problem (sc, req), NBD_EINVAL;
   bool writes = t == NBD_CMD_WRITE || t == NBD_CMD_TRIM
                 || t == NBD_CMD_WRITE_ZEROES;
   if (writes && e->read_only)
