@@ -91,6 +91,16 @@ allocation_flags (uint32_t f)
          | ((f & R3M_EXTENT_ZERO) ? NBD_STATE_ZERO : 0);
 }
 
+/* A descriptor's length: 32 bits compact, 64 with extended headers. */
+static void
+put_extent_len (unsigned char *d, bool extended, uint64_t len)
+{
+  if (extended)
+    nbd_put64 (d, len);
+  else
+    nbd_put32 (d, (uint32_t) len);
+}
+
 /* Append the chunk for one context at out; returns its size, or 0 when
  * the extents describe nothing.  Compact: BLOCK_STATUS with 32-bit
  * descriptors; extended headers: BLOCK_STATUS_EXT, whose 64-bit lengths
@@ -120,8 +130,7 @@ encode_chunk (unsigned char *out, const struct nbd_srv_sel *s,
       cur += l;
     else {
       if (count > 0)
-        extended ? nbd_put64 (d + dsize * (count - 1), cur)
-                 : nbd_put32 (d + dsize * (count - 1), (uint32_t) cur);
+        put_extent_len (d + dsize * (count - 1), extended, cur);
       if (extended) {
         nbd_put32 (d + dsize * count + 8, 0);   /* status: high 32 bits */
         nbd_put32 (d + dsize * count + 12, f);
@@ -135,8 +144,7 @@ encode_chunk (unsigned char *out, const struct nbd_srv_sel *s,
   }
   if (count == 0)
     return 0;
-  extended ? nbd_put64 (d + dsize * (count - 1), cur)
-           : nbd_put32 (d + dsize * (count - 1), (uint32_t) cur);
+  put_extent_len (d + dsize * (count - 1), extended, cur);
   if (extended) {
     nbd_put32 (out, NBD_EXT_REPLY_MAGIC);
     nbd_put16 (out + 4, last ? NBD_REPLY_FLAG_DONE : 0);
@@ -184,7 +192,7 @@ nbd_srv_block_status (struct nbd_srv_conn *sc, const struct nbd_srv_req *req,
       : c->query (c->user, s->state, req->off, req->len, ext, max, &n);
     size_t k = r < 0 || n > max ? 0
              : encode_chunk (out + used, s, req, i + 1 == sc->nsel,
-                                   sc->extended, ext, n);
+                             sc->extended, ext, n);
     if (k == 0) {
       nbd_srv_result_fail (res, r < 0 ? nbd_srv_errno_to_nbd (r) : NBD_EIO,
                            "block status %s: %s", s->meta->name,
