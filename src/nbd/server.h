@@ -49,6 +49,9 @@
 #define NBD_SRV_MAX_SKIP       (64u << 20)
 /* Options per handshake before we call it abuse. */
 #define NBD_SRV_MAX_OPTIONS    4096
+/* Context ids a BLOCK_STATUS payload may name (a bit each in req.only);
+ * a payload longer than the most ids it can hold is malformed. */
+#define NBD_SRV_MAX_FILTER_IDS 64
 /* Extents per block status chunk (the spec allows up to 2^20). */
 #define NBD_SRV_MAX_EXTENTS    16384
 /* Pool: requests and payload bytes in flight per connection. */
@@ -167,6 +170,10 @@ struct nbd_srv_req {
   uint16_t flags, type;
   uint64_t cookie, off;
   uint64_t len;               /* 32 bits unless extended headers */
+  uint64_t only;              /* BLOCK_STATUS payload form: the context
+                                 ids asked for (bit id - 1), 0 if the
+                                 payload was malformed; read only when
+                                 flags has NBD_CMD_FLAG_PAYLOAD_LEN */
   int error;                  /* NBD_E*: fail without executing */
   const char *msg;            /* with error: why (static string) */
   void *buf;                  /* READ: data; WRITE: payload */
@@ -231,7 +238,8 @@ int nbd_srv_reader_skip (struct nbd_srv_reader *r, uint64_t len);
  * that payload is too long to consume.  An extended header is turned into
  * the compact form: WRITE loses NBD_CMD_FLAG_PAYLOAD_LEN; a WRITE without
  * it, or another command with it (its payload consumed here), keeps or
- * gets the flag and length 0, so the flag check refuses it (EINVAL). */
+ * gets the flag and length 0, so the flag check refuses it (EINVAL).
+ * BLOCK_STATUS with it keeps it, its payload parsed into len and only. */
 int nbd_srv_reader_header (struct nbd_srv_reader *r, struct nbd_srv_req *req);
 /* What a failure of nbd_srv_reader_header means, for the log. */
 const char *nbd_srv_header_error (int r);

@@ -69,6 +69,11 @@ nbd_srv_eflags (const struct nbd_srv_conn *sc, const struct nbd_srv_export *e)
          | NBD_FLAG_SEND_FAST_ZERO;
   if (sc->structured)
     f |= NBD_FLAG_SEND_DF;
+  /* The spec: only with extended headers, and not without contexts
+   * selected for this export. */
+  if (sc->extended && sc->nsel > 0 && sc->sel_export
+      && strcmp (sc->sel_export, e->name) == 0)
+    f |= NBD_FLAG_BLOCK_STAT_PAYLOAD;
   if (e->multi_conn)
     f |= NBD_FLAG_CAN_MULTI_CONN;
   return f;

@@ -166,6 +166,13 @@ encode_chunk (unsigned char *out, const struct nbd_srv_sel *s,
   return NBD_CHUNK_HEADER_SIZE + plen;
 }
 
+static bool
+asked (const struct nbd_srv_req *req, const struct nbd_srv_sel *s)
+{
+  return s->id <= NBD_SRV_MAX_FILTER_IDS
+         && (req->only >> (s->id - 1)) & 1;
+}
+
 void
 nbd_srv_block_status (struct nbd_srv_conn *sc, const struct nbd_srv_req *req,
                       struct nbd_srv_result *res)
@@ -181,9 +188,17 @@ nbd_srv_block_status (struct nbd_srv_conn *sc, const struct nbd_srv_req *req,
     nbd_srv_result_fail (res, NBD_ENOMEM, "block status: out of memory");
     return;
   }
+  /* The payload form asks for some of the contexts (req->only). */
+  bool filter = req->flags & NBD_CMD_FLAG_PAYLOAD_LEN;
+  size_t last = 0;
+  for (size_t i = 0; i < sc->nsel; i++)
+    if (!filter || asked (req, &sc->sel[i]))
+      last = i;
   size_t used = 0;
   for (size_t i = 0; i < sc->nsel; i++) {
     const struct nbd_srv_sel *s = &sc->sel[i];
+    if (filter && !asked (req, s))
+      continue;
     const struct r3m_nbd_meta_context *c = &s->meta->ctx;
     size_t n = 0;
     int r = s->meta->allocation
@@ -191,8 +206,8 @@ nbd_srv_block_status (struct nbd_srv_conn *sc, const struct nbd_srv_req *req,
                              &n)
       : c->query (c->user, s->state, req->off, req->len, ext, max, &n);
     size_t k = r < 0 || n > max ? 0
-             : encode_chunk (out + used, s, req, i + 1 == sc->nsel,
-                             sc->extended, ext, n);
+             : encode_chunk (out + used, s, req, i == last, sc->extended,
+                             ext, n);
     if (k == 0) {
       nbd_srv_result_fail (res, r < 0 ? nbd_srv_errno_to_nbd (r) : NBD_EIO,
                            "block status %s: %s", s->meta->name,

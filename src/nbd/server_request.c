@@ -21,8 +21,10 @@
  * same checks apply, so TRIM, WRITE_ZEROES, CACHE and BLOCK_STATUS may
  * cover more than 4 GiB, and a READ beyond the maximum payload gets
  * NBD_EOVERFLOW.  NBD_CMD_FLAG_PAYLOAD_LEN is required on WRITE and
- * refused elsewhere (the payload is consumed first), both NBD_EINVAL;
- * the block status payload form is not offered. */
+ * refused elsewhere (the payload is consumed first), both NBD_EINVAL,
+ * except on BLOCK_STATUS when the payload form is advertised
+ * (NBD_FLAG_BLOCK_STAT_PAYLOAD): there a payload that is malformed or
+ * names a context not selected is NBD_EINVAL. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,6 +212,36 @@ nbd_srv_reader_skip (struct nbd_srv_reader *r, uint64_t len)
   return nbd_conn_discard (r->conn, len - n);
 }
 
+/* The BLOCK_STATUS payload form (u64 effect length, u32 context ids),
+ * len bytes of it at the reader: into req->len and req->only, which stays
+ * 0 when the payload is malformed (short, no ids, an id twice or beyond
+ * NBD_SRV_MAX_FILTER_IDS); consumed either way. */
+static int
+status_payload (struct nbd_srv_reader *r, struct nbd_srv_req *req,
+                uint64_t len)
+{
+  req->only = 0;
+  req->len = 0;
+  if (len < 12 || (len - 8) % 4 || len > 8 + 4 * NBD_SRV_MAX_FILTER_IDS)
+    return nbd_srv_reader_skip (r, len);
+  int k = nbd_srv_reader_need (r, (size_t) len);
+  if (k != 0)
+    return k > 0 ? -ECONNRESET : k;
+  const unsigned char *p = r->buf + r->start;
+  r->start += (size_t) len;
+  uint64_t only = 0;
+  for (uint64_t i = 8; i < len; i += 4) {
+    uint32_t id = nbd_get32 (p + i);
+    if (id == 0 || id > NBD_SRV_MAX_FILTER_IDS
+        || (only & (UINT64_C (1) << (id - 1))))
+      return 0;
+    only |= UINT64_C (1) << (id - 1);
+  }
+  req->len = nbd_get64 (p);
+  req->only = only;
+  return 0;
+}
+
 /* An extended header (NBD spec, extension-ext-header, "Request
  * message"), turned into the compact form described in server.h. */
 static int
@@ -237,6 +269,9 @@ reader_ext_header (struct nbd_srv_reader *r, struct nbd_srv_req *req)
     flags ^= NBD_CMD_FLAG_PAYLOAD_LEN;
     if (!payload)
       len = 0;                  /* an effect length: nothing follows */
+  } else if (payload && req->type == NBD_CMD_BLOCK_STATUS) {
+    req->flags = flags;
+    return status_payload (r, req, len);
   } else if (payload) {
     int k = nbd_srv_reader_skip (r, len);
     if (k < 0)
@@ -300,7 +335,9 @@ allowed_flags (const struct nbd_srv_conn *sc, uint16_t type)
            | ((sc->eflags & NBD_FLAG_SEND_FAST_ZERO) ? NBD_CMD_FLAG_FAST_ZERO
                                                      : 0);
   case NBD_CMD_BLOCK_STATUS:
-    return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE;
+    return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE
+           | ((sc->eflags & NBD_FLAG_BLOCK_STAT_PAYLOAD)
+              ? NBD_CMD_FLAG_PAYLOAD_LEN : 0);
   default:
     return NBD_CMD_FLAG_FUA;
   }
@@ -318,6 +355,17 @@ flag_problem (const struct nbd_srv_conn *sc, const struct nbd_srv_req *req)
          : "this command takes no payload";
 }
 
+/* A BLOCK_STATUS payload named only contexts that are selected. */
+static bool
+only_selected (const struct nbd_srv_conn *sc, const struct nbd_srv_req *req)
+{
+  uint64_t selected = 0;
+  for (size_t i = 0; i < sc->nsel; i++)
+    if (sc->sel[i].id <= NBD_SRV_MAX_FILTER_IDS)
+      selected |= UINT64_C (1) << (sc->sel[i].id - 1);
+  return req->only != 0 && (req->only & ~selected) == 0;
+}
+
 /* The first check req fails: its NBD error and *msg, or 0. */
 static int
 check (const struct nbd_srv_conn *sc, const struct nbd_srv_req *req,
@@ -333,8 +381,13 @@ check (const struct nbd_srv_conn *sc, const struct nbd_srv_req *req,
                 || t == NBD_CMD_WRITE_ZEROES;
   if (writes && e->read_only)
     return *msg = "the export is read-only", NBD_EPERM;
-  if (t == NBD_CMD_BLOCK_STATUS && sc->nsel == 0)
-    return *msg = "no metadata context was selected", NBD_EINVAL;
+  if (t == NBD_CMD_BLOCK_STATUS) {
+    if (sc->nsel == 0)
+      return *msg = "no metadata context was selected", NBD_EINVAL;
+    if ((req->flags & NBD_CMD_FLAG_PAYLOAD_LEN) && !only_selected (sc, req))
+      return *msg = "block status payload malformed or naming a context "
+                    "not selected", NBD_EINVAL;
+  }
   if (t == NBD_CMD_FLUSH)
     return 0;
   if (req->off > e->size || req->len > e->size - req->off) {

@@ -53,6 +53,13 @@ def xwrite(off, payload, flags=0, cookie=1):
                 payload)
 
 
+def xstatus(off, effect, ids, flags=0, cookie=5):
+    # The block status payload form: u64 effect length, u32 context ids.
+    p = struct.pack(">Q", effect) + b"".join(struct.pack(">I", i)
+                                             for i in ids)
+    return xreq(BS, off, len(p), flags | PAYLOAD_LEN, cookie, p)
+
+
 FLAGS = struct.pack(">I", 3)
 some_io = (req(WRITE, 0, 512, 0, 1, b"\xab" * 512) + req(READ, 0, 4096)
            + req(FLUSH) + req(ZERO, 4096, 8192, NO_HOLE)
@@ -110,7 +117,9 @@ request = {
     "ext-pool": bytes([2 | 16 | 8]) + ext_io,
     "ext-aligned": bytes([3 | 16 | 8]) + xwrite(512, b"\0" * 512, FUA)
         + xreq(ZERO, 0, 1024, FAST_ZERO) + xreq(BS, 0, 65536)
-        + xreq(READ, 0, 65536 + 512) + xreq(READ, 3, 512) + xreq(DISC),
+        + xreq(READ, 0, 65536 + 512) + xreq(READ, 3, 512)
+        + xstatus(0, 65536, [2]) + xstatus(512, 4096, [2, 1], REQ_ONE)
+        + xstatus(0, 4096, [1, 1]) + xstatus(0, 4096, [9]) + xreq(DISC),
     "ext-errors": bytes([16]) + ext_errors,
     "ext-compact-request": bytes([16]) + req(READ, 0, 512) + b"\0" * 4,
     "errors": bytes([4]) + req(READ, 1 << 20, 1) + req(99) + req(

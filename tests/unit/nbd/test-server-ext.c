@@ -1,7 +1,8 @@
 /* NBD server with extended headers (NBD_OPT_EXTENDED_HEADERS): the
  * negotiation rules, and in transmission the exact bytes of the 32-byte
- * replies, the PAYLOAD_LEN rules and 64-bit effect lengths, on all three
- * execution paths (inline, inline zero-copy, worker pool). */
+ * replies, the PAYLOAD_LEN rules, the block status payload form and 64-bit
+ * effect lengths, on all three execution paths (inline, inline zero-copy,
+ * worker pool). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -103,6 +104,17 @@ static const struct r3m_backend_ops huge_ops = {
   .extents = huge_extents, .close = huge_close,
 };
 
+/* A second context on the default export: one extent of flags 5. */
+static int
+five_query (void *user, void *state, uint64_t off, uint64_t len,
+            struct r3m_extent *ext, size_t max, size_t *n)
+{
+  (void) user, (void) state, (void) off, (void) max;
+  ext[0] = (struct r3m_extent) { .len = len, .flags = 5 };
+  *n = 1;
+  return 0;
+}
+
 /* ---- fixture ------------------------------------------------------------ */
 
 struct fixture {
@@ -141,6 +153,10 @@ setup_with (void **state, unsigned async_threads, bool direct)
                                                &ea, NULL), 0);
   assert_int_equal (r3m_nbd_server_add_export (f->srv, "huge", f->big, NULL,
                                                NULL), 0);
+  struct r3m_nbd_meta_context five = { .name = "x-test:five",
+                                       .query = five_query };
+  assert_int_equal (r3m_nbd_server_add_meta_context (f->srv, "", &five,
+                                                     NULL), 0);
   f->c.fd = -1;
   *state = f;
   return 0;
@@ -247,13 +263,23 @@ test_negotiation_rules (void **state)
                   NBD_REP_ERR_EXT_HEADER_REQD);
   raw_close (&f->c);
 
-  /* Extended headers alone allow metadata contexts; DF is offered, the
-   * block status payload form is not. */
+  /* Extended headers alone allow metadata contexts; DF is offered, and
+   * with contexts selected the block status payload form. */
   uint16_t eflags = go (f, "");
   assert_true (eflags & NBD_FLAG_SEND_DF);
-  assert_false (eflags & NBD_FLAG_BLOCK_STAT_PAYLOAD);
+  assert_true (eflags & NBD_FLAG_BLOCK_STAT_PAYLOAD);
   raw_ext_request (&f->c, 0, NBD_CMD_FLUSH, 1, 0, 0, NULL, 0);
   expect_none (f, 1, 0);
+  raw_close (&f->c);
+  raw_connect (f->srv, &f->c);
+  raw_go_ext (&f->c, "", NULL, 0, NULL, &eflags);
+  assert_false (eflags & NBD_FLAG_BLOCK_STAT_PAYLOAD);
+  raw_close (&f->c);
+  /* Nor without extended headers. */
+  raw_connect (f->srv, &f->c);
+  const char *meta[] = { "base:allocation" };
+  raw_go (&f->c, "", true, meta, 1, NULL, &eflags);
+  assert_false (eflags & NBD_FLAG_BLOCK_STAT_PAYLOAD);
   raw_close (&f->c);
 
   /* EXPORT_NAME cannot follow: the client broke a MUST. */
@@ -429,6 +455,103 @@ test_block_status_ext (void **state)
   assert_int_equal (error_chunk (f, 42, 0), NBD_EINVAL);
 }
 
+/* One status chunk of the payload form's reply: its context id and its
+ * first extent; checks the count and DONE. */
+static uint32_t
+status_chunk (struct fixture *f, uint64_t cookie, uint64_t off, bool done,
+              uint64_t *len, uint64_t *status)
+{
+  uint16_t rflags, type;
+  uint64_t got, goff, plen;
+  unsigned char p[8 + 16 * 64];
+  raw_ext_chunk (&f->c, &rflags, &type, &got, &goff, p, sizeof p, &plen);
+  assert_int_equal (type, NBD_REPLY_TYPE_BLOCK_STATUS_EXT);
+  assert_int_equal (rflags, done ? NBD_REPLY_FLAG_DONE : 0);
+  assert_int_equal (got, cookie);
+  assert_int_equal (goff, off);
+  assert_true (plen == 8 + 16 * (uint64_t) nbd_get32 (p + 4));
+  *len = nbd_get64 (p + 8);
+  *status = nbd_get64 (p + 16);
+  return nbd_get32 (p);
+}
+
+/* u64 effect length, then the ids. */
+static size_t
+status_payload (unsigned char *p, uint64_t effect, const uint32_t *ids,
+                size_t n)
+{
+  nbd_put64 (p, effect);
+  for (size_t i = 0; i < n; i++)
+    nbd_put32 (p + 8 + 4 * i, ids[i]);
+  return 8 + 4 * n;
+}
+
+static void
+test_block_status_payload_form (void **state)
+{
+  struct fixture *f = *state;
+  raw_connect (f->srv, &f->c);
+  const char *meta[] = { "base:allocation", "x-test:five" };
+  uint16_t eflags;
+  raw_go_ext (&f->c, "", meta, 2, NULL, &eflags);
+  assert_true (eflags & NBD_FLAG_BLOCK_STAT_PAYLOAD);
+  uint64_t len, status;
+  unsigned char p[8 + 4 * 80];
+  /* Without a payload: both contexts, base:allocation (id 1) first. */
+  raw_ext_request (&f->c, 0, NBD_CMD_BLOCK_STATUS, 60, 0, 4096, NULL, 0);
+  assert_int_equal (status_chunk (f, 60, 0, false, &len, &status), 1);
+  assert_int_equal (status_chunk (f, 60, 0, true, &len, &status), 2);
+  /* Only the second context: one chunk, with DONE; the effect length
+   * comes from the payload, not the header. */
+  uint32_t two[] = { 2 };
+  size_t n = status_payload (p, 8192, two, 1);
+  raw_ext_request (&f->c, NBD_CMD_FLAG_PAYLOAD_LEN, NBD_CMD_BLOCK_STATUS, 61,
+                   512, n, p, n);
+  assert_int_equal (status_chunk (f, 61, 512, true, &len, &status), 2);
+  assert_int_equal (len, 8192);
+  assert_int_equal (status, 5);
+  /* Only the first, with REQ_ONE. */
+  uint32_t one[] = { 1 };
+  n = status_payload (p, 1000, one, 1);
+  raw_ext_request (&f->c, NBD_CMD_FLAG_PAYLOAD_LEN | NBD_CMD_FLAG_REQ_ONE,
+                   NBD_CMD_BLOCK_STATUS, 62, 0, n, p, n);
+  assert_int_equal (status_chunk (f, 62, 0, true, &len, &status), 1);
+  assert_int_equal (len, 1000);
+  assert_int_equal (status, 0);
+  /* Both, in the other order: the chunks still come, the last with DONE. */
+  uint32_t both[] = { 2, 1 };
+  n = status_payload (p, 4096, both, 2);
+  raw_ext_request (&f->c, NBD_CMD_FLAG_PAYLOAD_LEN, NBD_CMD_BLOCK_STATUS, 63,
+                   0, n, p, n);
+  assert_int_equal (status_chunk (f, 63, 0, false, &len, &status), 1);
+  assert_int_equal (status_chunk (f, 63, 0, true, &len, &status), 2);
+
+  /* Refused, payload consumed, still in step: an id twice, an id not
+   * selected, no ids, a payload too short, one longer than any valid
+   * one, an effect length beyond the export. */
+  uint32_t twice[] = { 1, 1 }, unknown[] = { 3 }, many[80];
+  for (size_t i = 0; i < 80; i++)
+    many[i] = 1 + (uint32_t) i % 2;
+  struct { const uint32_t *ids; size_t n; uint64_t effect; } bad[] = {
+    { twice, 2, 4096 }, { unknown, 1, 4096 }, { NULL, 0, 4096 },
+    { many, 80, 4096 }, { one, 1, 2 * SIZE },
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    n = status_payload (p, bad[i].effect, bad[i].ids, bad[i].n);
+    raw_ext_request (&f->c, NBD_CMD_FLAG_PAYLOAD_LEN, NBD_CMD_BLOCK_STATUS,
+                     70 + i, 0, n, p, n);
+    assert_int_equal (error_chunk (f, 70 + i, 0), NBD_EINVAL);
+  }
+  raw_ext_request (&f->c, NBD_CMD_FLAG_PAYLOAD_LEN, NBD_CMD_BLOCK_STATUS, 80,
+                   0, 6, p, 6);
+  assert_int_equal (error_chunk (f, 80, 0), NBD_EINVAL);
+  raw_ext_request (&f->c, NBD_CMD_FLAG_PAYLOAD_LEN, NBD_CMD_BLOCK_STATUS, 81,
+                   0, 9, p, 9);
+  assert_int_equal (error_chunk (f, 81, 0), NBD_EINVAL);
+  raw_ext_request (&f->c, 0, NBD_CMD_FLUSH, 82, 0, 0, NULL, 0);
+  expect_none (f, 82, 0);
+}
+
 static void
 test_64bit_effect_lengths (void **state)
 {
@@ -495,6 +618,7 @@ main (void)
     ALL (test_payload_len_rules),
     ALL (test_wrong_header_disconnects),
     ALL (test_block_status_ext),
+    ALL (test_block_status_payload_form),
     ALL (test_64bit_effect_lengths),
     ALL (test_pipelined),
   };
