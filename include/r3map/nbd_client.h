@@ -16,7 +16,8 @@
  * reply for that long fails every request with ETIMEDOUT; default 0 =
  * wait for ever, since some stores are legitimately slow),
  * tls-ca=FILE, tls-cert=FILE and tls-key=FILE (client certificate),
- * tls-hostname=NAME.
+ * tls-hostname=NAME, extended-headers=on|off (ask for the NBD extended
+ * headers extension, default on; servers without it work as before).
  *
  *   r3m_backend_open ("nbd+unix:///disk?socket=/run/nbd.sock", 0, &b, &err);
  *
@@ -54,6 +55,7 @@ struct r3m_nbd_client_info {
   bool block_status;           /* base:allocation selected */
   bool tls;
   uint32_t min_block, preferred_block, max_payload;
+  bool extended_headers;       /* NBD_OPT_EXTENDED_HEADERS agreed */
 };
 
 /* 0, or -EINVAL if b is not an NBD client backend.  Opening returns once

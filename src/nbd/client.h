@@ -51,6 +51,7 @@ struct nbd_cli_opts {
   unsigned request_timeout_ms; /* a request unanswered this long kills the
                                   connection; 0 = wait for ever */
   unsigned open_flags;     /* R3M_OPEN_* */
+  bool extended_headers;   /* ask for NBD_OPT_EXTENDED_HEADERS (default) */
 };
 
 int nbd_cli_opts_parse (const char *uri, unsigned open_flags,
@@ -64,6 +65,7 @@ struct nbd_cli_export {
   uint64_t size;
   uint16_t flags;          /* transmission flags (NBD_FLAG_*) */
   bool structured;         /* structured replies */
+  bool extended;           /* extended headers (implies structured) */
   bool has_meta;           /* base:allocation selected */
   uint32_t meta_id;        /* its context id on this connection */
   uint32_t min_block;      /* power of two, 1..64 KiB */

@@ -106,7 +106,8 @@ open_conn (struct nbd_cli_pool *p, unsigned index, struct nbd_cli_conn **out,
   if (r == 0 && index > 0) {
     const struct nbd_cli_export *f = &p->conns[0]->ex;
     if (ex.size != f->size || ex.flags != f->flags
-        || ex.structured != f->structured || ex.has_meta != f->has_meta
+        || ex.structured != f->structured || ex.extended != f->extended
+        || ex.has_meta != f->has_meta
         || ex.min_block != f->min_block || ex.max_payload != f->max_payload)
       r = util_err (err, EPROTO, "%s: protocol error from the server: "
                     "connection %u describes the export differently",
@@ -524,6 +525,7 @@ r3m_nbd_client_info (const struct r3m_backend *b,
     .preferred_block = c->ex.pref_block,
     .max_payload = c->ex.max_payload,
     .tls = p->o.uri.tls,
+    .extended_headers = c->ex.extended,
   };
   return 0;
 }

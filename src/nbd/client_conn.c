@@ -330,9 +330,34 @@ struct batch {
   int iovcnt;
   size_t bytes;
   uint32_t idx[BATCH];
-  char hdr[BATCH][NBD_REQUEST_SIZE];
+  char hdr[BATCH][NBD_EXT_REQUEST_SIZE];
   struct iovec iov[2 * BATCH];
 };
+
+/* A request header, compact or extended (where WRITE, the only command we
+ * send with a payload, must say so with PAYLOAD_LEN); returns its size. */
+static size_t
+encode_request (const struct nbd_cli_conn *c, char *h, uint16_t flags,
+                uint16_t cmd, uint64_t cookie, uint64_t off, uint32_t len)
+{
+  if (c->ex.extended) {
+    nbd_put32 (h, NBD_EXT_REQUEST_MAGIC);
+    nbd_put16 (h + 4, flags | (cmd == NBD_CMD_WRITE ? NBD_CMD_FLAG_PAYLOAD_LEN
+                                                    : 0));
+    nbd_put16 (h + 6, cmd);
+    nbd_put64 (h + 8, cookie);
+    nbd_put64 (h + 16, off);
+    nbd_put64 (h + 24, len);
+    return NBD_EXT_REQUEST_SIZE;
+  }
+  nbd_put32 (h, NBD_REQUEST_MAGIC);
+  nbd_put16 (h + 4, flags);
+  nbd_put16 (h + 6, cmd);
+  nbd_put64 (h + 8, cookie);
+  nbd_put64 (h + 16, off);
+  nbd_put32 (h + 24, len);
+  return NBD_REQUEST_SIZE;
+}
 
 /* Put the next part of the head of q into a free slot and into b.
  * c->lock held. */
@@ -422,13 +447,10 @@ take_part_locked (struct nbd_cli_conn *c, struct nbd_cli_queue *q,
     NBD_CLI_CURSOR (io) = (void *) (uintptr_t) (sent + len);
 
   char *h = b->hdr[b->n];
-  nbd_put32 (h, NBD_REQUEST_MAGIC);
-  nbd_put16 (h + 4, sl->cmd_flags);
-  nbd_put16 (h + 6, sl->cmd);
-  nbd_put64 (h + 8, (uint64_t) sl->gen << 32 | i);
-  nbd_put64 (h + 16, sl->off);
-  nbd_put32 (h + 24, sl->len);
-  b->iov[b->iovcnt++] = (struct iovec) { h, NBD_REQUEST_SIZE };
+  size_t hlen = encode_request (c, h, sl->cmd_flags, sl->cmd,
+                                (uint64_t) sl->gen << 32 | i, sl->off,
+                                sl->len);
+  b->iov[b->iovcnt++] = (struct iovec) { h, hlen };
   if (sl->cmd == NBD_CMD_WRITE) {
     b->iov[b->iovcnt++] = (struct iovec) { sl->buf, sl->len };
     b->bytes += sl->len;
@@ -727,14 +749,9 @@ nbd_cli_conn_disc (struct nbd_cli_conn *c)
   }
   c->sending = true;
   pthread_mutex_unlock (&c->lock);
-  char h[NBD_REQUEST_SIZE];
-  nbd_put32 (h, NBD_REQUEST_MAGIC);
-  nbd_put16 (h + 4, 0);
-  nbd_put16 (h + 6, NBD_CMD_DISC);
-  nbd_put64 (h + 8, 0);
-  nbd_put64 (h + 16, 0);
-  nbd_put32 (h + 24, 0);
-  nbd_conn_write_all (c->s, h, sizeof h);
+  char h[NBD_EXT_REQUEST_SIZE];
+  nbd_conn_write_all (c->s, h, encode_request (c, h, 0, NBD_CMD_DISC, 0, 0,
+                                               0));
   pthread_mutex_lock (&c->lock);
   c->sending = false;
   pthread_mutex_unlock (&c->lock);

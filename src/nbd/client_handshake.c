@@ -3,7 +3,11 @@
  *   greeting   NBDMAGIC IHAVEOPT flags  ->  client flags (FIXED, NO_ZEROES)
  *   STARTTLS   only for nbds://; a refusal is an error, never a silent
  *              fallback to plain text
- *   STRUCTURED_REPLY   refusal is fine (simple replies, no block status)
+ *   EXTENDED_HEADERS   unless extended-headers=off; any refusal is fine
+ *              (compact headers, as servers before the extension)
+ *   STRUCTURED_REPLY   only when extended headers were refused (they imply
+ *              structured replies); refusal is fine (simple replies, no
+ *              block status)
  *   SET_META_CONTEXT   "base:allocation", only after structured replies
  *   GO         export name + an INFO_BLOCK_SIZE request (so the server may
  *              rely on us honouring its block sizes); REP_INFO EXPORT is
@@ -139,6 +143,7 @@ rep_err_name (uint32_t type)
   case NBD_REP_ERR_SHUTDOWN: return "shutting down";
   case NBD_REP_ERR_BLOCK_SIZE_REQD: return "block size negotiation required";
   case NBD_REP_ERR_TOO_BIG: return "request too big";
+  case NBD_REP_ERR_EXT_HEADER_REQD: return "extended headers required";
   default: return "error";
   }
 }
@@ -228,6 +233,28 @@ opt_structured (struct hs *h)
   if (type & NBD_REP_ERR (0))
     return skip (h, len, during);
   return violation (h, "unexpected reply to %s (type 0x%" PRIx32 ")", during, type);
+}
+
+/* 1 if extended headers were agreed, 0 if refused. */
+static int
+opt_extended (struct hs *h)
+{
+  const char *during = "EXTENDED_HEADERS";
+  int r = send_option (h, NBD_OPT_EXTENDED_HEADERS, NULL, 0, during);
+  uint32_t type, len;
+  if (r == 0)
+    r = read_reply (h, NBD_OPT_EXTENDED_HEADERS, &type, &len, during);
+  if (r < 0)
+    return r;
+  if (type == NBD_REP_ACK) {
+    if (len != 0)
+      return violation (h, "%s ACK with %" PRIu32 " bytes", during, len);
+    return 1;
+  }
+  if (type & NBD_REP_ERR (0))
+    return skip (h, len, during);
+  return violation (h, "unexpected reply to %s (type 0x%" PRIx32 ")", during,
+                    type);
 }
 
 static int
@@ -470,13 +497,19 @@ negotiate (struct hs *h, struct nbd_cli_export *ex)
   }
   if (h->o->uri.tls && (r = opt_starttls (h)) < 0)
     return r;
-  r = opt_structured (h);
-  if (r < 0)
+  if (h->o->extended_headers && (r = opt_extended (h)) < 0)
     return r;
-  ex->structured = r == 1;
+  ex->extended = h->o->extended_headers && r == 1;
+  if (!ex->extended && (r = opt_structured (h)) < 0)
+    return r;
+  ex->structured = ex->extended || r == 1;
   if (ex->structured && (r = opt_set_meta (h, ex)) < 0)
     return r;
   r = opt_go (h, ex);
+  /* After agreeing to extended headers a server must not refuse GO as
+   * unknown, and EXPORT_NAME is forbidden to us. */
+  if (r == 1 && ex->extended)
+    return violation (h, "GO unsupported after EXTENDED_HEADERS");
   if (r == 1)
     r = opt_export_name (h, no_zeroes, ex);
   return r;

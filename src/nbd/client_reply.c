@@ -14,6 +14,13 @@
  * extents, error chunks must fit their messages in their length.  Any
  * violation kills the connection with EPROTO and a message; requests still
  * in flight fail, nothing is left half-answered.
+ *
+ * With extended headers every reply is a chunk with the 32-byte header:
+ * its offset must echo the request's, its 64-bit length is refused beyond
+ * 32 bits (no chunk we accept can be longer), simple and structured
+ * magics are violations, and block status comes as BLOCK_STATUS_EXT
+ * (count matching the length, status of base:allocation within 32 bits);
+ * the chunk types of the other header style are violations too.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -28,6 +35,7 @@
 
 #define MAX_COVER_IV    1024                 /* disjoint pieces per read */
 #define MAX_STATUS_LEN  (4 + 8 * (1u << 20)) /* spec: at most 2^20 extents */
+#define MAX_STATUS_EXT_LEN (8 + 16 * (1u << 20))
 #define MAX_ERROR_LEN   (6 + 65535 + 8)      /* u16 message + offset */
 
 /* What the reader needs of a slot while it handles one reply. */
@@ -245,6 +253,40 @@ chunk_hole (struct nbd_cli_conn *c, struct req *q, uint32_t len)
   return r;
 }
 
+/* Take descriptor i of a status chunk into the caller's extents. */
+static int
+status_extent (struct nbd_cli_conn *c, struct req *q, uint32_t i,
+               uint64_t elen, uint32_t flags, uint64_t *sum)
+{
+  struct nbd_cli_status *st = NBD_CLI_STATUS (q->sl->io);
+  /* Only the last extent may reach past the request. */
+  if (elen == 0 || *sum >= q->len)
+    return violation (c, "block status extent %" PRIu32 " %s", i,
+                      elen == 0 ? "is empty" : "starts past the request");
+  if (st->n < st->max) {
+    uint64_t left = q->len - *sum;
+    st->ext[st->n].len = elen < left ? elen : left;
+    st->ext[st->n].flags = ((flags & NBD_STATE_HOLE) ? R3M_EXTENT_HOLE : 0)
+                           | ((flags & NBD_STATE_ZERO) ? R3M_EXTENT_ZERO : 0);
+    st->n++;
+  }
+  *sum += elen;
+  return 0;
+}
+
+/* The context id that starts a status chunk: ours, and only once. */
+static int
+status_context (struct nbd_cli_conn *c, struct req *q, uint32_t id)
+{
+  if (id != c->ex.meta_id || q->sl->status_seen)
+    return violation (c, "block status for context %" PRIu32 "%s", id,
+                      q->sl->status_seen ? " again" : "");
+  q->sl->status_seen = true;
+  struct nbd_cli_status *st = NBD_CLI_STATUS (q->sl->io);
+  st->n = 0;
+  return 0;
+}
+
 static int
 chunk_status (struct nbd_cli_conn *c, struct req *q, uint32_t len)
 {
@@ -254,37 +296,52 @@ chunk_status (struct nbd_cli_conn *c, struct req *q, uint32_t len)
                       len, cmd_name (q->cmd));
   char b[8 * 64];
   int r = rd (c, b, 4);
-  if (r < 0)
+  if (r < 0 || (r = status_context (c, q, nbd_get32 (b))) < 0)
     return r;
-  if (nbd_get32 (b) != c->ex.meta_id || q->sl->status_seen)
-    return violation (c, "block status for context %" PRIu32 "%s",
-                      nbd_get32 (b), q->sl->status_seen ? " again" : "");
-  q->sl->status_seen = true;
-
-  struct nbd_cli_status *st = NBD_CLI_STATUS (q->sl->io);
   uint32_t count = (len - 4) / 8;
   uint64_t sum = 0;
-  st->n = 0;
   for (uint32_t i = 0; i < count;) {
     uint32_t k = count - i < 64 ? count - i : 64;
     if ((r = rd (c, b, 8 * k)) < 0)
       return r;
+    for (uint32_t j = 0; j < k; j++, i++)
+      if ((r = status_extent (c, q, i, nbd_get32 (b + 8 * j),
+                              nbd_get32 (b + 8 * j + 4), &sum)) < 0)
+        return r;
+  }
+  return 0;
+}
+
+/* BLOCK_STATUS_EXT: id, count, then (u64 length, u64 status). */
+static int
+chunk_status_ext (struct nbd_cli_conn *c, struct req *q, uint32_t len)
+{
+  if (q->cmd != NBD_CMD_BLOCK_STATUS || len < 24 || (len - 8) % 16
+      || len > MAX_STATUS_EXT_LEN)
+    return violation (c, "BLOCK_STATUS_EXT chunk of %" PRIu32 " bytes for %s",
+                      len, cmd_name (q->cmd));
+  char b[16 * 32];
+  int r = rd (c, b, 8);
+  if (r < 0 || (r = status_context (c, q, nbd_get32 (b))) < 0)
+    return r;
+  uint32_t count = (len - 8) / 16;
+  if (nbd_get32 (b + 4) != count)
+    return violation (c, "BLOCK_STATUS_EXT of %" PRIu32 " bytes says it has "
+                      "%" PRIu32 " extents", len, nbd_get32 (b + 4));
+  uint64_t sum = 0;
+  for (uint32_t i = 0; i < count;) {
+    uint32_t k = count - i < 32 ? count - i : 32;
+    if ((r = rd (c, b, 16 * k)) < 0)
+      return r;
     for (uint32_t j = 0; j < k; j++, i++) {
-      uint32_t elen = nbd_get32 (b + 8 * j);
-      uint32_t flags = nbd_get32 (b + 8 * j + 4);
-      /* Only the last extent may reach past the request. */
-      if (elen == 0 || sum >= q->len)
-        return violation (c, "block status extent %" PRIu32 " %s", i,
-                          elen == 0 ? "is empty" : "starts past the request");
-      if (st->n < st->max) {
-        uint64_t left = q->len - sum;
-        st->ext[st->n].len = elen < left ? elen : left;
-        st->ext[st->n].flags = ((flags & NBD_STATE_HOLE) ? R3M_EXTENT_HOLE : 0)
-                               | ((flags & NBD_STATE_ZERO) ? R3M_EXTENT_ZERO
-                                  : 0);
-        st->n++;
-      }
-      sum += elen;
+      uint64_t status = nbd_get64 (b + 16 * j + 8);
+      /* base:allocation is a 32-bit context: the spec wants the rest 0. */
+      if (status >> 32)
+        return violation (c, "block status extent %" PRIu32 " with status "
+                          "0x%" PRIx64, i, status);
+      if ((r = status_extent (c, q, i, nbd_get64 (b + 16 * j),
+                              (uint32_t) status, &sum)) < 0)
+        return r;
     }
   }
   return 0;
@@ -341,48 +398,82 @@ chunk_error (struct nbd_cli_conn *c, struct req *q, uint16_t type,
   return 0;
 }
 
+/* One chunk whose header was read and whose request was found. */
 static int
-structured (struct nbd_cli_conn *c, const char *h)
+chunk (struct nbd_cli_conn *c, struct req *q, uint16_t flags, uint16_t type,
+       uint32_t len)
 {
-  uint16_t flags = nbd_get16 (h + 4), type = nbd_get16 (h + 6);
-  uint32_t len = nbd_get32 (h + 16);
-  struct req q;
-  int r = lookup (c, nbd_get64 (h + 8), &q);
-  if (r < 0)
-    return r;
+  int r;
   switch (type) {
   case NBD_REPLY_TYPE_NONE:
     if (len != 0 || !(flags & NBD_REPLY_FLAG_DONE))
       return violation (c, "NONE chunk of %" PRIu32 " bytes%s", len,
                         (flags & NBD_REPLY_FLAG_DONE) ? "" : " without DONE");
+    r = 0;
     break;
   case NBD_REPLY_TYPE_OFFSET_DATA:
-    r = chunk_data (c, &q, len);
+    r = chunk_data (c, q, len);
     break;
   case NBD_REPLY_TYPE_OFFSET_HOLE:
-    r = chunk_hole (c, &q, len);
+    r = chunk_hole (c, q, len);
     break;
   case NBD_REPLY_TYPE_BLOCK_STATUS:
-    r = chunk_status (c, &q, len);
+    if (c->ex.extended)
+      return violation (c, "BLOCK_STATUS chunk with extended headers");
+    r = chunk_status (c, q, len);
+    break;
+  case NBD_REPLY_TYPE_BLOCK_STATUS_EXT:
+    if (!c->ex.extended)
+      return violation (c, "BLOCK_STATUS_EXT chunk without extended "
+                        "headers");
+    r = chunk_status_ext (c, q, len);
     break;
   default:
     if (!(type & 0x8000))
       return violation (c, "unknown chunk type %" PRIu16, type);
-    r = chunk_error (c, &q, type, len);
+    r = chunk_error (c, q, type, len);
     break;
   }
   if (r < 0 || !(flags & NBD_REPLY_FLAG_DONE))
     return r;
 
   /* The reply is complete: a success must have delivered everything. */
-  int result = q.sl->result;
-  if (result == 0 && q.cmd == NBD_CMD_READ && q.sl->cover.end != q.len)
+  int result = q->sl->result;
+  if (result == 0 && q->cmd == NBD_CMD_READ && q->sl->cover.end != q->len)
     return violation (c, "READ at %" PRIu64 "+%" PRIu32 " done with only "
-                      "part of the data", q.off, q.len);
-  if (result == 0 && q.cmd == NBD_CMD_BLOCK_STATUS && !q.sl->status_seen)
+                      "part of the data", q->off, q->len);
+  if (result == 0 && q->cmd == NBD_CMD_BLOCK_STATUS && !q->sl->status_seen)
     return violation (c, "BLOCK_STATUS done without extents");
-  nbd_cli_slot_finish (c, q.index, result);
+  nbd_cli_slot_finish (c, q->index, result);
   return 0;
+}
+
+static int
+structured (struct nbd_cli_conn *c, const char *h)
+{
+  struct req q;
+  int r = lookup (c, nbd_get64 (h + 8), &q);
+  if (r < 0)
+    return r;
+  return chunk (c, &q, nbd_get16 (h + 4), nbd_get16 (h + 6),
+                nbd_get32 (h + 16));
+}
+
+/* An extended reply chunk (NBD_EXT_REPLY_SIZE bytes at h). */
+static int
+extended (struct nbd_cli_conn *c, const char *h)
+{
+  uint64_t off = nbd_get64 (h + 16), len = nbd_get64 (h + 24);
+  struct req q;
+  int r = lookup (c, nbd_get64 (h + 8), &q);
+  if (r < 0)
+    return r;
+  if (off != q.off)
+    return violation (c, "reply names offset %" PRIu64 " for %s at %" PRIu64,
+                      off, cmd_name (q.cmd), q.off);
+  if (len > UINT32_MAX)
+    return violation (c, "reply chunk of %" PRIu64 " bytes", len);
+  return chunk (c, &q, nbd_get16 (h + 4), nbd_get16 (h + 6), (uint32_t) len);
 }
 
 static int
@@ -420,7 +511,16 @@ simple (struct nbd_cli_conn *c, const char *h)
 static int
 read_one (struct nbd_cli_conn *c)
 {
-  char h[NBD_CHUNK_HEADER_SIZE];
+  char h[NBD_EXT_REPLY_SIZE];
+  if (c->ex.extended) {
+    int r = rd (c, h, NBD_EXT_REPLY_SIZE);
+    if (r < 0)
+      return r;
+    if (nbd_get32 (h) != NBD_EXT_REPLY_MAGIC)
+      return violation (c, "bad reply magic 0x%08" PRIx32 " with extended "
+                        "headers", nbd_get32 (h));
+    return extended (c, h);
+  }
   int r = rd (c, h, NBD_SIMPLE_REPLY_SIZE);
   if (r < 0)
     return r;

@@ -12,6 +12,8 @@
  *   connect-timeout=S  bound on the handshake (seconds, 0 = none)
  *   request-timeout=S  a request without a reply for S seconds kills the
  *                      connection with ETIMEDOUT (default 0 = never)
+ *   extended-headers=on|off   ask for NBD extended headers (default on;
+ *                      servers without them are used as before)
  *   tls-ca=FILE        CA the server certificate must chain to (default:
  *                      the system's trust store)
  *   tls-cert=FILE, tls-key=FILE   client certificate
@@ -85,6 +87,23 @@ parse_numbers (const struct util_uri *u, struct nbd_cli_opts *o,
 }
 
 static int
+parse_switches (const struct util_uri *u, struct nbd_cli_opts *o,
+                struct r3m_error *err)
+{
+  const char *v = util_uri_param (u, "extended-headers");
+  if (!v)
+    return 0;
+  if (strcmp (v, "on") == 0)
+    o->extended_headers = true;
+  else if (strcmp (v, "off") == 0)
+    o->extended_headers = false;
+  else
+    return util_err (err, EINVAL, "%s: extended-headers must be on or off",
+                     o->what);
+  return 0;
+}
+
+static int
 parse_tls (const struct util_uri *u, struct nbd_cli_opts *o,
            struct r3m_error *err)
 {
@@ -121,12 +140,13 @@ nbd_cli_opts_parse (const char *uri, unsigned open_flags,
 {
   static const char *const allowed[] = {
     "socket", "inflight", "connections", "connect-timeout", "request-timeout",
-    "tls-ca", "tls-cert", "tls-key", "tls-hostname", NULL
+    "tls-ca", "tls-cert", "tls-key", "tls-hostname", "extended-headers", NULL
   };
   memset (o, 0, sizeof *o);
   o->inflight = NBD_CLI_DEFAULT_INFLIGHT;
   o->connections = NBD_CLI_DEFAULT_CONNECTIONS;
   o->connect_timeout_ms = NBD_CLI_DEFAULT_CONNECT_TIMEOUT_MS;
+  o->extended_headers = true;
   o->open_flags = open_flags;
   o->what = strdup (uri ? uri : "");
   if (!o->what)
@@ -136,6 +156,8 @@ nbd_cli_opts_parse (const char *uri, unsigned open_flags,
     r = util_uri_check_params (&o->uri.uri, allowed, uri, err);
   if (r == 0)
     r = parse_numbers (&o->uri.uri, o, err);
+  if (r == 0)
+    r = parse_switches (&o->uri.uri, o, err);
   if (r == 0)
     r = parse_tls (&o->uri.uri, o, err);
   if (r < 0)

@@ -126,6 +126,8 @@
 #define NBD_REQUEST_SIZE      28
 #define NBD_SIMPLE_REPLY_SIZE 16
 #define NBD_CHUNK_HEADER_SIZE 20
+#define NBD_EXT_REQUEST_SIZE  32  /* NBD_OPT_EXTENDED_HEADERS: 64-bit length */
+#define NBD_EXT_REPLY_SIZE    32  /* ... and every reply carries the offset */
 
 /* Limits: the spec says 32 MiB payloads must never be treated as abuse. */
 #define NBD_MAX_STRING   4096           /* export names, descriptions */

@@ -468,7 +468,8 @@ conn_run (struct nbd_srv_conn *sc, struct reap *parked)
     nbd_conn_set_deadline (sc->conn, 0);
     nbd_srv_log (srv, R3M_NBD_LOG_INFO, "%s: serving export '%s'%s%s",
                  sc->peer, sc->exp->name,
-                 sc->structured ? " with structured replies" : "",
+                 sc->extended ? " with extended headers"
+                 : sc->structured ? " with structured replies" : "",
                  sc->exp->inline_io ? "" : " (worker pool)");
     if (sc->exp->inline_io)
       nbd_srv_transmit_inline (sc);

@@ -49,6 +49,9 @@
 #define NBD_SRV_MAX_SKIP       (64u << 20)
 /* Options per handshake before we call it abuse. */
 #define NBD_SRV_MAX_OPTIONS    4096
+/* Context ids a BLOCK_STATUS payload may name (a bit each in req.only);
+ * a payload longer than the most ids it can hold is malformed. */
+#define NBD_SRV_MAX_FILTER_IDS 64
 /* Extents per block status chunk (the spec allows up to 2^20). */
 #define NBD_SRV_MAX_EXTENTS    16384
 /* Pool: requests and payload bytes in flight per connection. */
@@ -58,8 +61,12 @@
 #define NBD_SRV_UNIX_SNDBUF    (4 << 20)
 /* Longest error message we put in a structured ERROR chunk. */
 #define NBD_SRV_MSG_MAX        120
-/* Room for any reply's header bytes (chunk header + error + message). */
-#define NBD_SRV_HDR_MAX        (NBD_CHUNK_HEADER_SIZE + 8 + NBD_SRV_MSG_MAX)
+/* Room for any reply's header bytes (chunk header + error + message),
+ * extended headers being the longer ones. */
+#define NBD_SRV_HDR_MAX        (NBD_EXT_REPLY_SIZE + 8 + NBD_SRV_MSG_MAX)
+/* An extended request's payload longer than this cannot be a payload any
+ * NBD_INFO_BLOCK_SIZE allows: hard disconnect instead of consuming it. */
+#define NBD_SRV_EXT_MAX_PAYLOAD UINT32_MAX
 
 /* ---- exports and metadata contexts ---------------------------------- */
 
@@ -145,6 +152,8 @@ struct nbd_srv_conn {
 
   /* Set by the handshake, read-only in transmission. */
   bool fixed, no_zeroes, structured;
+  bool extended;              /* NBD_OPT_EXTENDED_HEADERS: 32-byte
+                                 headers both ways (implies structured) */
   const struct nbd_srv_export *exp;
   uint16_t eflags;
   struct nbd_srv_sel *sel;    /* selected contexts */
@@ -160,7 +169,11 @@ struct nbd_srv_conn {
 struct nbd_srv_req {
   uint16_t flags, type;
   uint64_t cookie, off;
-  uint32_t len;
+  uint64_t len;               /* 32 bits unless extended headers */
+  uint64_t only;              /* BLOCK_STATUS payload form: the context
+                                 ids asked for (bit id - 1), 0 if the
+                                 payload was malformed; read only when
+                                 flags has NBD_CMD_FLAG_PAYLOAD_LEN */
   int error;                  /* NBD_E*: fail without executing */
   const char *msg;            /* with error: why (static string) */
   void *buf;                  /* READ: data; WRITE: payload */
@@ -184,6 +197,10 @@ struct nbd_srv_reader {
   struct nbd_conn *conn;
   unsigned char *buf;
   size_t cap, start, end;     /* unread bytes are buf[start, end) */
+  size_t header_size;         /* of a request: compact or extended */
+  /* The compact magic, widened so that UINT64_MAX (extended headers)
+   * never matches: the compact path tests one magic, as it always did. */
+  uint64_t compact_magic;
   /* Called before a read that may block (the inline path sends the
    * replies it batched); may be NULL.  Returns 0 or -errno. */
   int (*before_block) (void *arg);
@@ -204,6 +221,8 @@ struct nbd_srv_reader {
 
 int nbd_srv_reader_init (struct nbd_srv_reader *r, struct nbd_conn *conn,
                          size_t cap);
+/* From now on requests have extended headers (after init). */
+void nbd_srv_reader_set_extended (struct nbd_srv_reader *r);
 void nbd_srv_reader_free (struct nbd_srv_reader *r);
 /* Make n (<= cap) bytes available at buf + start.  0; 1 when the stream
  * ended cleanly before any of them; -ECONNRESET when it ended mid-way;
@@ -213,9 +232,17 @@ int nbd_srv_reader_need (struct nbd_srv_reader *r, size_t n);
 int nbd_srv_reader_copy (struct nbd_srv_reader *r, void *dst, size_t len);
 /* Consume and drop len bytes. */
 int nbd_srv_reader_skip (struct nbd_srv_reader *r, uint64_t len);
-/* Parse the request header at buf + start (NBD_REQUEST_SIZE available)
- * and consume it.  0, or -EPROTO for a bad magic. */
+/* Parse the request header at buf + start (header_size available) and
+ * consume it.  0, or -EPROTO for a bad magic, or (extended headers) an
+ * error consuming a payload the command does not take, -EMSGSIZE when
+ * that payload is too long to consume.  An extended header is turned into
+ * the compact form: WRITE loses NBD_CMD_FLAG_PAYLOAD_LEN; a WRITE without
+ * it, or another command with it (its payload consumed here), keeps or
+ * gets the flag and length 0, so the flag check refuses it (EINVAL).
+ * BLOCK_STATUS with it keeps it, its payload parsed into len and only. */
 int nbd_srv_reader_header (struct nbd_srv_reader *r, struct nbd_srv_req *req);
+/* What a failure of nbd_srv_reader_header means, for the log. */
+const char *nbd_srv_header_error (int r);
 
 /* server.c */
 void nbd_srv_log (struct r3m_nbd_server *srv, enum r3m_nbd_log_level level,

@@ -14,8 +14,15 @@
  *      (EXPORT_NAME: disconnect, it cannot carry an error);
  *   5. data longer than NBD_SRV_MAX_OPTION: skipped, ERR_TOO_BIG
  *      (beyond NBD_SRV_MAX_SKIP, or EXPORT_NAME: disconnect).
- * Unknown options (EXTENDED_HEADERS among them) get ERR_UNSUP after their
- * data was read in full, so the stream stays in step. */
+ * Unknown options get ERR_UNSUP after their data was read in full, so the
+ * stream stays in step.
+ *
+ * EXTENDED_HEADERS (the spec's extension-ext-header branch) implies
+ * structured replies.  Asked twice it gets ERR_INVALID (the spec's answer
+ * to a repeated stateful option); STRUCTURED_REPLY after it gets
+ * ERR_EXT_HEADER_REQD and changes nothing; EXPORT_NAME after it is a
+ * client breaking a MUST, and cannot carry an error: disconnect.
+ * STARTTLS forgets it, like everything negotiated in the clear. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +69,11 @@ nbd_srv_eflags (const struct nbd_srv_conn *sc, const struct nbd_srv_export *e)
          | NBD_FLAG_SEND_FAST_ZERO;
   if (sc->structured)
     f |= NBD_FLAG_SEND_DF;
+  /* The spec: only with extended headers, and not without contexts
+   * selected for this export. */
+  if (sc->extended && sc->nsel > 0 && sc->sel_export
+      && strcmp (sc->sel_export, e->name) == 0)
+    f |= NBD_FLAG_BLOCK_STAT_PAYLOAD;
   if (e->multi_conn)
     f |= NBD_FLAG_CAN_MULTI_CONN;
   return f;
@@ -86,6 +98,11 @@ choose (struct nbd_srv_conn *sc, const struct nbd_srv_export *e,
 static int
 opt_export_name (struct nbd_srv_conn *sc, const char *data, uint32_t len)
 {
+  if (sc->extended) {
+    nbd_srv_log (sc->srv, R3M_NBD_LOG_WARN, "%s: EXPORT_NAME after "
+                 "EXTENDED_HEADERS: disconnecting", sc->peer);
+    return -EPROTO;
+  }
   const struct nbd_srv_export *e = nbd_srv_find_export (sc->srv, data, len);
   if (!e) {
     nbd_srv_log (sc->srv, R3M_NBD_LOG_WARN,
@@ -157,6 +174,7 @@ opt_starttls (struct nbd_srv_conn *sc, uint32_t len)
   }
   /* Nothing negotiated in the clear survives the upgrade. */
   sc->structured = false;
+  sc->extended = false;
   nbd_srv_meta_clear (sc);
   nbd_conn_describe_peer (sc->conn, sc->peer, sizeof sc->peer);
   nbd_srv_log (sc->srv, R3M_NBD_LOG_INFO, "%s: TLS established", sc->peer);
@@ -340,7 +358,20 @@ option_with_data (struct nbd_srv_conn *sc, uint32_t opt,
     if (len != 0)
       return reply_error (sc, opt, NBD_REP_ERR_INVALID,
                           "STRUCTURED_REPLY takes no data");
+    if (sc->extended)
+      return reply_error (sc, opt, NBD_REP_ERR_EXT_HEADER_REQD,
+                          "extended headers were negotiated and take "
+                          "precedence");
     sc->structured = true;
+    return reply (sc, opt, NBD_REP_ACK, NULL, 0);
+  case NBD_OPT_EXTENDED_HEADERS:
+    if (len != 0)
+      return reply_error (sc, opt, NBD_REP_ERR_INVALID,
+                          "EXTENDED_HEADERS takes no data");
+    if (sc->extended)
+      return reply_error (sc, opt, NBD_REP_ERR_INVALID,
+                          "extended headers were negotiated already");
+    sc->extended = sc->structured = true;
     return reply (sc, opt, NBD_REP_ACK, NULL, 0);
   case NBD_OPT_LIST_META_CONTEXT:
   case NBD_OPT_SET_META_CONTEXT:

@@ -225,6 +225,8 @@ nbd_srv_transmit_inline (struct nbd_srv_conn *sc)
     goto out;
   }
   tx->sc = sc;
+  if (sc->extended)
+    nbd_srv_reader_set_extended (&tx->rd);
   tx->rd.before_block = flush_batch;
   /* TLS buffers inside OpenSSL, where polling the socket cannot see. */
   if (sc->srv->spin_ok && nbd_conn_fd (sc->conn) >= 0
@@ -235,7 +237,7 @@ nbd_srv_transmit_inline (struct nbd_srv_conn *sc)
   }
   tx->rd.arg = tx;
   for (;;) {
-    int r = nbd_srv_reader_need (&tx->rd, NBD_REQUEST_SIZE);
+    int r = nbd_srv_reader_need (&tx->rd, tx->rd.header_size);
     if (r != 0) {
       if (r < 0 && r != -ECONNRESET && r != -EPIPE)
         nbd_srv_log (sc->srv, R3M_NBD_LOG_INFO, "%s: %s", sc->peer,
@@ -243,9 +245,10 @@ nbd_srv_transmit_inline (struct nbd_srv_conn *sc)
       break;
     }
     struct nbd_srv_req req;
-    if (nbd_srv_reader_header (&tx->rd, &req) < 0) {
-      nbd_srv_log (sc->srv, R3M_NBD_LOG_WARN,
-                   "%s: bad request magic: disconnecting", sc->peer);
+    int h = nbd_srv_reader_header (&tx->rd, &req);
+    if (h < 0) {
+      nbd_srv_log (sc->srv, R3M_NBD_LOG_WARN, "%s: %s: disconnecting",
+                   sc->peer, nbd_srv_header_error (h));
       break;
     }
     if (req.type == NBD_CMD_DISC)

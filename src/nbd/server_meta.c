@@ -91,19 +91,33 @@ allocation_flags (uint32_t f)
          | ((f & R3M_EXTENT_ZERO) ? NBD_STATE_ZERO : 0);
 }
 
+/* A descriptor's length: 32 bits compact, 64 with extended headers. */
+static void
+put_extent_len (unsigned char *d, bool extended, uint64_t len)
+{
+  if (extended)
+    nbd_put64 (d, len);
+  else
+    nbd_put32 (d, (uint32_t) len);
+}
+
 /* Append the chunk for one context at out; returns its size, or 0 when
- * the extents describe nothing. */
+ * the extents describe nothing.  Compact: BLOCK_STATUS with 32-bit
+ * descriptors; extended headers: BLOCK_STATUS_EXT, whose 64-bit lengths
+ * let one extent cover more than 4 GiB. */
 static size_t
 encode_chunk (unsigned char *out, const struct nbd_srv_sel *s,
-              const struct nbd_srv_req *req, bool last,
+              const struct nbd_srv_req *req, bool last, bool extended,
               const struct r3m_extent *ext, size_t n)
 {
-  unsigned char *d = out + NBD_CHUNK_HEADER_SIZE + 4;
+  size_t hsize = extended ? NBD_EXT_REPLY_SIZE + 8 : NBD_CHUNK_HEADER_SIZE + 4;
+  size_t dsize = extended ? 16 : 8;
+  unsigned char *d = out + hsize;
   size_t count = 0;
-  uint64_t pos = 0;
+  uint64_t pos = 0, cur = 0;
   uint32_t prev = 0;
-  /* Trim to the request (then every length fits 32 bits), skip empty
-   * extents, merge neighbours with equal flags. */
+  /* Trim to the request (then every compact length fits 32 bits), skip
+   * empty extents, merge neighbours with equal flags. */
   for (size_t j = 0; j < n && pos < req->len; j++) {
     uint64_t l = ext[j].len;
     if (l == 0)
@@ -113,18 +127,35 @@ encode_chunk (unsigned char *out, const struct nbd_srv_sel *s,
     uint32_t f = s->meta->allocation ? allocation_flags (ext[j].flags)
                                      : ext[j].flags;
     if (count > 0 && f == prev)
-      nbd_put32 (d + 8 * (count - 1), nbd_get32 (d + 8 * (count - 1))
-                                      + (uint32_t) l);
+      cur += l;
     else {
-      nbd_put32 (d + 8 * count, (uint32_t) l);
-      nbd_put32 (d + 8 * count + 4, f);
+      if (count > 0)
+        put_extent_len (d + dsize * (count - 1), extended, cur);
+      if (extended) {
+        nbd_put32 (d + dsize * count + 8, 0);   /* status: high 32 bits */
+        nbd_put32 (d + dsize * count + 12, f);
+      } else
+        nbd_put32 (d + dsize * count + 4, f);
       count++;
+      cur = l;
       prev = f;
     }
     pos += l;
   }
   if (count == 0)
     return 0;
+  put_extent_len (d + dsize * (count - 1), extended, cur);
+  if (extended) {
+    nbd_put32 (out, NBD_EXT_REPLY_MAGIC);
+    nbd_put16 (out + 4, last ? NBD_REPLY_FLAG_DONE : 0);
+    nbd_put16 (out + 6, NBD_REPLY_TYPE_BLOCK_STATUS_EXT);
+    nbd_put64 (out + 8, req->cookie);
+    nbd_put64 (out + 16, req->off);
+    nbd_put64 (out + 24, 8 + dsize * count);
+    nbd_put32 (out + 32, s->id);
+    nbd_put32 (out + 36, (uint32_t) count);
+    return hsize + dsize * count;
+  }
   uint32_t plen = (uint32_t) (4 + 8 * count);
   nbd_put32 (out, NBD_STRUCTURED_REPLY_MAGIC);
   nbd_put16 (out + 4, last ? NBD_REPLY_FLAG_DONE : 0);
@@ -135,12 +166,20 @@ encode_chunk (unsigned char *out, const struct nbd_srv_sel *s,
   return NBD_CHUNK_HEADER_SIZE + plen;
 }
 
+static bool
+asked (const struct nbd_srv_req *req, const struct nbd_srv_sel *s)
+{
+  return s->id <= NBD_SRV_MAX_FILTER_IDS
+         && (req->only >> (s->id - 1)) & 1;
+}
+
 void
 nbd_srv_block_status (struct nbd_srv_conn *sc, const struct nbd_srv_req *req,
                       struct nbd_srv_result *res)
 {
   size_t max = (req->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_SRV_MAX_EXTENTS;
-  size_t per = NBD_CHUNK_HEADER_SIZE + 4 + 8 * max;
+  size_t per = sc->extended ? NBD_EXT_REPLY_SIZE + 8 + 16 * max
+                            : NBD_CHUNK_HEADER_SIZE + 4 + 8 * max;
   struct r3m_extent *ext = malloc (max * sizeof *ext);
   unsigned char *out = malloc (per * sc->nsel);
   if (!ext || !out) {
@@ -149,9 +188,17 @@ nbd_srv_block_status (struct nbd_srv_conn *sc, const struct nbd_srv_req *req,
     nbd_srv_result_fail (res, NBD_ENOMEM, "block status: out of memory");
     return;
   }
+  /* The payload form asks for some of the contexts (req->only). */
+  bool filter = req->flags & NBD_CMD_FLAG_PAYLOAD_LEN;
+  size_t last = 0;
+  for (size_t i = 0; i < sc->nsel; i++)
+    if (!filter || asked (req, &sc->sel[i]))
+      last = i;
   size_t used = 0;
   for (size_t i = 0; i < sc->nsel; i++) {
     const struct nbd_srv_sel *s = &sc->sel[i];
+    if (filter && !asked (req, s))
+      continue;
     const struct r3m_nbd_meta_context *c = &s->meta->ctx;
     size_t n = 0;
     int r = s->meta->allocation
@@ -159,7 +206,8 @@ nbd_srv_block_status (struct nbd_srv_conn *sc, const struct nbd_srv_req *req,
                              &n)
       : c->query (c->user, s->state, req->off, req->len, ext, max, &n);
     size_t k = r < 0 || n > max ? 0
-             : encode_chunk (out + used, s, req, i + 1 == sc->nsel, ext, n);
+             : encode_chunk (out + used, s, req, i == last, sc->extended,
+                             ext, n);
     if (k == 0) {
       nbd_srv_result_fail (res, r < 0 ? nbd_srv_errno_to_nbd (r) : NBD_EIO,
                            "block status %s: %s", s->meta->name,

@@ -256,7 +256,7 @@ read_requests (struct pool *p, struct nbd_srv_reader *rd)
 {
   struct nbd_srv_conn *sc = p->sc;
   for (;;) {
-    int r = nbd_srv_reader_need (rd, NBD_REQUEST_SIZE);
+    int r = nbd_srv_reader_need (rd, rd->header_size);
     if (r != 0) {
       if (r < 0 && r != -ECONNRESET && r != -EPIPE)
         nbd_srv_log (sc->srv, R3M_NBD_LOG_INFO, "%s: %s", sc->peer,
@@ -264,9 +264,10 @@ read_requests (struct pool *p, struct nbd_srv_reader *rd)
       return;
     }
     struct nbd_srv_req req = { 0 };
-    if (nbd_srv_reader_header (rd, &req) < 0) {
-      nbd_srv_log (sc->srv, R3M_NBD_LOG_WARN,
-                   "%s: bad request magic: disconnecting", sc->peer);
+    int h = nbd_srv_reader_header (rd, &req);
+    if (h < 0) {
+      nbd_srv_log (sc->srv, R3M_NBD_LOG_WARN, "%s: %s: disconnecting",
+                   sc->peer, nbd_srv_header_error (h));
       return;
     }
     if (req.type == NBD_CMD_DISC)
@@ -292,6 +293,8 @@ nbd_srv_transmit_pool (struct nbd_srv_conn *sc)
     nbd_srv_log (sc->srv, R3M_NBD_LOG_ERROR, "%s: out of memory", sc->peer);
     return;
   }
+  if (sc->extended)
+    nbd_srv_reader_set_extended (&rd);
   pthread_mutex_init (&p.lock, NULL);
   pthread_cond_init (&p.work, NULL);
   pthread_cond_init (&p.space, NULL);

@@ -15,7 +15,16 @@
  *                                        NBD_EINVAL (otherwise)
  *   BLOCK_STATUS of length 0             NBD_EINVAL
  * FLUSH ignores its offset and length.  A WRITE that fails a check still
- * has its payload consumed, so the stream stays in step. */
+ * has its payload consumed, so the stream stays in step.
+ *
+ * Extended headers (NBD_OPT_EXTENDED_HEADERS) give 64-bit lengths: the
+ * same checks apply, so TRIM, WRITE_ZEROES, CACHE and BLOCK_STATUS may
+ * cover more than 4 GiB, and a READ beyond the maximum payload gets
+ * NBD_EOVERFLOW.  NBD_CMD_FLAG_PAYLOAD_LEN is required on WRITE and
+ * refused elsewhere (the payload is consumed first), both NBD_EINVAL,
+ * except on BLOCK_STATUS when the payload form is advertised
+ * (NBD_FLAG_BLOCK_STAT_PAYLOAD): there a payload that is malformed or
+ * names a context not selected is NBD_EINVAL. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,9 +45,18 @@ nbd_srv_reader_init (struct nbd_srv_reader *r, struct nbd_conn *conn,
   memset (r, 0, sizeof *r);
   r->conn = conn;
   r->cap = cap;
+  r->header_size = NBD_REQUEST_SIZE;
+  r->compact_magic = NBD_REQUEST_MAGIC;
   r->spin_backoff = SPIN_BACKOFF_MIN;
   r->buf = malloc (cap);
   return r->buf ? 0 : -ENOMEM;
+}
+
+void
+nbd_srv_reader_set_extended (struct nbd_srv_reader *r)
+{
+  r->header_size = NBD_EXT_REQUEST_SIZE;
+  r->compact_magic = UINT64_MAX;
 }
 
 void
@@ -194,12 +212,83 @@ nbd_srv_reader_skip (struct nbd_srv_reader *r, uint64_t len)
   return nbd_conn_discard (r->conn, len - n);
 }
 
+/* The BLOCK_STATUS payload form (u64 effect length, u32 context ids),
+ * len bytes of it at the reader: into req->len and req->only, which stays
+ * 0 when the payload is malformed (short, no ids, an id twice or beyond
+ * NBD_SRV_MAX_FILTER_IDS); consumed either way. */
+static int
+status_payload (struct nbd_srv_reader *r, struct nbd_srv_req *req,
+                uint64_t len)
+{
+  req->only = 0;
+  req->len = 0;
+  if (len < 12 || (len - 8) % 4 || len > 8 + 4 * NBD_SRV_MAX_FILTER_IDS)
+    return nbd_srv_reader_skip (r, len);
+  int k = nbd_srv_reader_need (r, (size_t) len);
+  if (k != 0)
+    return k > 0 ? -ECONNRESET : k;
+  const unsigned char *p = r->buf + r->start;
+  r->start += (size_t) len;
+  uint64_t only = 0;
+  for (uint64_t i = 8; i < len; i += 4) {
+    uint32_t id = nbd_get32 (p + i);
+    if (id == 0 || id > NBD_SRV_MAX_FILTER_IDS
+        || (only & (UINT64_C (1) << (id - 1))))
+      return 0;
+    only |= UINT64_C (1) << (id - 1);
+  }
+  req->len = nbd_get64 (p);
+  req->only = only;
+  return 0;
+}
+
+/* An extended header (NBD spec, extension-ext-header, "Request
+ * message"), turned into the compact form described in server.h. */
+static int
+reader_ext_header (struct nbd_srv_reader *r, struct nbd_srv_req *req)
+{
+  const unsigned char *p = r->buf + r->start;
+  if (r->header_size != NBD_EXT_REQUEST_SIZE
+      || nbd_get32 (p) != NBD_EXT_REQUEST_MAGIC)
+    return -EPROTO;
+  uint16_t flags = nbd_get16 (p + 4);
+  req->type = nbd_get16 (p + 6);
+  req->cookie = nbd_get64 (p + 8);
+  req->off = nbd_get64 (p + 16);
+  uint64_t len = nbd_get64 (p + 24);
+  req->error = 0;
+  req->msg = NULL;
+  r->start += NBD_EXT_REQUEST_SIZE;
+  bool payload = flags & NBD_CMD_FLAG_PAYLOAD_LEN;
+  /* The spec lets a server consume an unwanted payload and fail the
+   * command; beyond 32 bits it cannot be one, and reading it would take
+   * for ever. */
+  if (payload && len > NBD_SRV_EXT_MAX_PAYLOAD)
+    return -EMSGSIZE;
+  if (req->type == NBD_CMD_WRITE) {
+    flags ^= NBD_CMD_FLAG_PAYLOAD_LEN;
+    if (!payload)
+      len = 0;                  /* an effect length: nothing follows */
+  } else if (payload && req->type == NBD_CMD_BLOCK_STATUS) {
+    req->flags = flags;
+    return status_payload (r, req, len);
+  } else if (payload) {
+    int k = nbd_srv_reader_skip (r, len);
+    if (k < 0)
+      return k;
+    len = 0;
+  }
+  req->flags = flags;
+  req->len = len;
+  return 0;
+}
+
 int
 nbd_srv_reader_header (struct nbd_srv_reader *r, struct nbd_srv_req *req)
 {
   const unsigned char *p = r->buf + r->start;
-  if (nbd_get32 (p) != NBD_REQUEST_MAGIC)
-    return -EPROTO;
+  if (nbd_get32 (p) != r->compact_magic)
+    return reader_ext_header (r, req);
   req->flags = nbd_get16 (p + 4);
   req->type = nbd_get16 (p + 6);
   req->cookie = nbd_get64 (p + 8);
@@ -209,6 +298,16 @@ nbd_srv_reader_header (struct nbd_srv_reader *r, struct nbd_srv_req *req)
   req->msg = NULL;
   r->start += NBD_REQUEST_SIZE;
   return 0;
+}
+
+const char *
+nbd_srv_header_error (int r)
+{
+  switch (r) {
+  case -EPROTO: return "bad request magic";
+  case -EMSGSIZE: return "extended request with a payload over 4 GiB";
+  default: return strerror (-r);
+  }
 }
 
 /* ---- checking ---------------------------------------------------------- */
@@ -236,10 +335,35 @@ allowed_flags (const struct nbd_srv_conn *sc, uint16_t type)
            | ((sc->eflags & NBD_FLAG_SEND_FAST_ZERO) ? NBD_CMD_FLAG_FAST_ZERO
                                                      : 0);
   case NBD_CMD_BLOCK_STATUS:
-    return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE;
+    return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE
+           | ((sc->eflags & NBD_FLAG_BLOCK_STAT_PAYLOAD)
+              ? NBD_CMD_FLAG_PAYLOAD_LEN : 0);
   default:
     return NBD_CMD_FLAG_FUA;
   }
+}
+
+/* Why req's flags were refused.  With extended headers PAYLOAD_LEN is
+ * left on a request exactly when it is wrong (see server.h). */
+static const char *
+flag_problem (const struct nbd_srv_conn *sc, const struct nbd_srv_req *req)
+{
+  if (!sc->extended || !(req->flags & NBD_CMD_FLAG_PAYLOAD_LEN))
+    return "command flag not valid for this command";
+  return req->type == NBD_CMD_WRITE
+         ? "WRITE without NBD_CMD_FLAG_PAYLOAD_LEN"
+         : "this command takes no payload";
+}
+
+/* A BLOCK_STATUS payload named only contexts that are selected. */
+static bool
+only_selected (const struct nbd_srv_conn *sc, const struct nbd_srv_req *req)
+{
+  uint64_t selected = 0;
+  for (size_t i = 0; i < sc->nsel; i++)
+    if (sc->sel[i].id <= NBD_SRV_MAX_FILTER_IDS)
+      selected |= UINT64_C (1) << (sc->sel[i].id - 1);
+  return req->only != 0 && (req->only & ~selected) == 0;
 }
 
 /* The first check req fails: its NBD error and *msg, or 0. */
@@ -252,13 +376,18 @@ check (const struct nbd_srv_conn *sc, const struct nbd_srv_req *req,
   if (t > NBD_CMD_BLOCK_STATUS || t == NBD_CMD_DISC)
     return *msg = "unknown command", NBD_EINVAL;
   if (req->flags & ~allowed_flags (sc, t))
-    return *msg = "command flag not valid for this command", NBD_EINVAL;
+    return *msg = flag_problem (sc, req), NBD_EINVAL;
   bool writes = t == NBD_CMD_WRITE || t == NBD_CMD_TRIM
                 || t == NBD_CMD_WRITE_ZEROES;
   if (writes && e->read_only)
     return *msg = "the export is read-only", NBD_EPERM;
-  if (t == NBD_CMD_BLOCK_STATUS && sc->nsel == 0)
-    return *msg = "no metadata context was selected", NBD_EINVAL;
+  if (t == NBD_CMD_BLOCK_STATUS) {
+    if (sc->nsel == 0)
+      return *msg = "no metadata context was selected", NBD_EINVAL;
+    if ((req->flags & NBD_CMD_FLAG_PAYLOAD_LEN) && !only_selected (sc, req))
+      return *msg = "block status payload malformed or naming a context "
+                    "not selected", NBD_EINVAL;
+  }
   if (t == NBD_CMD_FLUSH)
     return 0;
   if (req->off > e->size || req->len > e->size - req->off) {

@@ -10,7 +10,13 @@
  * the seeds in corpus/nbd-client/ answer the requests properly and the
  * fuzzer mutates from real sessions (tests/fuzz/nbd-client-seeds.py makes
  * them).
+ *
+ * Extended headers: the client asks for them only when the server's first
+ * option reply (right after the 18-byte greeting) names
+ * NBD_OPT_EXTENDED_HEADERS, so seeds from before the extension still
+ * negotiate as they did, and one mutated word switches a session over.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +55,17 @@ static const struct nbd_conn_io in_io = { .read = in_read,
                                           .writev = in_writev };
 
 #define NREQ 7
+#define HELLO_SIZE 18
+
+/* Does the first option reply name EXTENDED_HEADERS?  (The reply header
+ * is the magic, then the option.) */
+static bool
+wants_extended (const uint8_t *data, size_t size)
+{
+  return size >= HELLO_SIZE + 12
+         && nbd_get64 (data + HELLO_SIZE) == NBD_OPT_REPLY_MAGIC
+         && nbd_get32 (data + HELLO_SIZE + 8) == NBD_OPT_EXTENDED_HEADERS;
+}
 
 static int calls[NREQ];
 
@@ -71,6 +88,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   if (nbd_cli_opts_parse ("nbd+unix:///?socket=/fuzz", 0, &o, NULL) < 0)
     abort ();
   o.connect_timeout_ms = 0;
+  o.extended_headers = wants_extended (data, size);
   struct nbd_cli_export ex;
   struct nbd_cli_conn *c = NULL;
   if (nbd_cli_handshake (s, &o, NULL, &ex, NULL) < 0

@@ -1,6 +1,8 @@
 /* libFuzzer harness: NBD server requests.  The harness negotiates a
  * connection itself (the first input byte picks the export and whether
- * structured replies and metadata contexts are on), so every mutation
+ * structured replies, metadata contexts and extended headers are on: bit
+ * 16 asks for extended headers instead of structured replies, so the
+ * requests are then extended ones), so every mutation
  * lands in the transmission phase: request parsing, validation, execution
  * and reply encoding.  Seeds: corpus/nbd-server-request/, made by
  * nbd-server-seeds.py. */
@@ -33,13 +35,15 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     return 0;
   uint8_t sel = data[0];
   const char *name = exports[sel & 3];
-  bool structured = sel & 4, meta = sel & 8;
+  bool extended = sel & 16, structured = (sel & 4) || extended;
+  bool meta = sel & 8;
   uint8_t pre[512];
   size_t n = 0;
   nbd_put32 (pre, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
   n += 4;
   if (structured)
-    n += opt (pre + n, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+    n += opt (pre + n, extended ? NBD_OPT_EXTENDED_HEADERS
+                                : NBD_OPT_STRUCTURED_REPLY, NULL, 0);
   uint8_t d[128];
   uint32_t nl = (uint32_t) strlen (name);
   if (structured && meta) {

@@ -36,6 +36,8 @@ cli_serve_help (FILE *out)
 "Export backends over NBD (the Network Block Device protocol) until SIGINT\n"
 "or SIGTERM.  Any NBD client can use them: the Linux kernel (nbd-client),\n"
 "qemu, nbdinfo/nbdcopy/nbdfuse, fio, and r3map's own nbd:// backend.\n"
+"Clients that ask get structured replies, block status (base:allocation)\n"
+"and extended headers (64-bit lengths, NBD_OPT_EXTENDED_HEADERS).\n"
 "A single BACKEND is the default export \"\" (nbd://HOST/ reaches it).\n"
 "\n"
 "Options:\n"

@@ -289,7 +289,18 @@ fake_handshake (struct fake_conn *c)
       return false;
     switch (opt) {
     case NBD_OPT_STRUCTURED_REPLY:
+      pthread_mutex_lock (&c->f->lock);
+      c->f->asked_structured = true;
+      pthread_mutex_unlock (&c->f->lock);
       fk_opt_reply (c, opt, cfg->structured ? NBD_REP_ACK : NBD_REP_ERR_UNSUP,
+                    NULL, 0);
+      break;
+    case NBD_OPT_EXTENDED_HEADERS:
+      pthread_mutex_lock (&c->f->lock);
+      c->f->asked_extended = true;
+      pthread_mutex_unlock (&c->f->lock);
+      c->ext = cfg->extended;
+      fk_opt_reply (c, opt, cfg->extended ? NBD_REP_ACK : NBD_REP_ERR_UNSUP,
                     NULL, 0);
       break;
     case NBD_OPT_SET_META_CONTEXT:
@@ -324,6 +335,25 @@ fake_handshake (struct fake_conn *c)
 
 /* ---- transmission -------------------------------------------------------- */
 
+/* The rest of an extended request after its magic. */
+static bool
+read_ext_req (struct fake_conn *c, struct fk_req *r, const char *h)
+{
+  char t[NBD_EXT_REQUEST_SIZE - NBD_REQUEST_SIZE];
+  if (!fk_read (c, t, sizeof t))
+    return false;
+  uint64_t len = (uint64_t) nbd_get32 (h + 24) << 32 | nbd_get32 (t);
+  bool payload = r->flags & NBD_CMD_FLAG_PAYLOAD_LEN;
+  if (len > UINT32_MAX || payload != (r->type == NBD_CMD_WRITE)) {
+    fake_fail (c->f, "extended request type %u, flags 0x%x, length %llu",
+               r->type, r->flags, (unsigned long long) len);
+    return false;
+  }
+  r->flags &= (uint16_t) ~NBD_CMD_FLAG_PAYLOAD_LEN;
+  r->len = (uint32_t) len;
+  return true;
+}
+
 bool
 fk_read_req (struct fake_conn *c, struct fk_req *r)
 {
@@ -331,7 +361,7 @@ fk_read_req (struct fake_conn *c, struct fk_req *r)
   memset (r, 0, sizeof *r);
   if (!fk_read (c, h, sizeof h))
     return false;
-  if (nbd_get32 (h) != NBD_REQUEST_MAGIC) {
+  if (nbd_get32 (h) != (c->ext ? NBD_EXT_REQUEST_MAGIC : NBD_REQUEST_MAGIC)) {
     fake_fail (c->f, "bad request magic");
     return false;
   }
@@ -340,6 +370,9 @@ fk_read_req (struct fake_conn *c, struct fk_req *r)
   r->cookie = nbd_get64 (h + 8);
   r->off = nbd_get64 (h + 16);
   r->len = nbd_get32 (h + 24);
+  if (c->ext && !read_ext_req (c, r, h))
+    return false;
+  c->offs[(uint32_t) r->cookie % FAKE_OFFS] = r->off;
   if (r->type == NBD_CMD_WRITE) {
     r->data = malloc (r->len ? r->len : 1);
     if (!fk_read (c, r->data, r->len)) {
@@ -349,6 +382,20 @@ fk_read_req (struct fake_conn *c, struct fk_req *r)
     }
   }
   return true;
+}
+
+void
+fk_ext_header (struct fake_conn *c, uint16_t flags, uint16_t type,
+               uint64_t cookie, uint64_t off, uint64_t len)
+{
+  char h[NBD_EXT_REPLY_SIZE];
+  nbd_put32 (h, NBD_EXT_REPLY_MAGIC);
+  nbd_put16 (h + 4, flags);
+  nbd_put16 (h + 6, type);
+  nbd_put64 (h + 8, cookie);
+  nbd_put64 (h + 16, off);
+  nbd_put64 (h + 24, len);
+  fk_write (c, h, sizeof h);
 }
 
 void
@@ -368,13 +415,18 @@ void
 fk_chunk (struct fake_conn *c, uint16_t flags, uint16_t type, uint64_t cookie,
           const void *payload, uint32_t len)
 {
-  char h[NBD_CHUNK_HEADER_SIZE];
-  nbd_put32 (h, NBD_STRUCTURED_REPLY_MAGIC);
-  nbd_put16 (h + 4, flags);
-  nbd_put16 (h + 6, type);
-  nbd_put64 (h + 8, cookie);
-  nbd_put32 (h + 16, len);
-  fk_write (c, h, sizeof h);
+  if (c->ext)
+    fk_ext_header (c, flags, type, cookie,
+                   c->offs[(uint32_t) cookie % FAKE_OFFS], len);
+  else {
+    char h[NBD_CHUNK_HEADER_SIZE];
+    nbd_put32 (h, NBD_STRUCTURED_REPLY_MAGIC);
+    nbd_put16 (h + 4, flags);
+    nbd_put16 (h + 6, type);
+    nbd_put64 (h + 8, cookie);
+    nbd_put32 (h + 16, len);
+    fk_write (c, h, sizeof h);
+  }
   if (len)
     fk_write (c, payload, len);
 }
@@ -383,14 +435,23 @@ void
 fk_data (struct fake_conn *c, uint64_t cookie, bool done, uint64_t off,
          const void *data, uint32_t len)
 {
-  char h[NBD_CHUNK_HEADER_SIZE + 8];
-  nbd_put32 (h, NBD_STRUCTURED_REPLY_MAGIC);
-  nbd_put16 (h + 4, done ? NBD_REPLY_FLAG_DONE : 0);
-  nbd_put16 (h + 6, NBD_REPLY_TYPE_OFFSET_DATA);
-  nbd_put64 (h + 8, cookie);
-  nbd_put32 (h + 16, len + 8);
-  nbd_put64 (h + 20, off);
-  fk_write (c, h, sizeof h);
+  char o[8];
+  nbd_put64 (o, off);
+  /* Header and offset first, then the data from where it is. */
+  if (c->ext)
+    fk_ext_header (c, done ? NBD_REPLY_FLAG_DONE : 0,
+                   NBD_REPLY_TYPE_OFFSET_DATA, cookie,
+                   c->offs[(uint32_t) cookie % FAKE_OFFS], len + 8);
+  else {
+    char h[NBD_CHUNK_HEADER_SIZE];
+    nbd_put32 (h, NBD_STRUCTURED_REPLY_MAGIC);
+    nbd_put16 (h + 4, done ? NBD_REPLY_FLAG_DONE : 0);
+    nbd_put16 (h + 6, NBD_REPLY_TYPE_OFFSET_DATA);
+    nbd_put64 (h + 8, cookie);
+    nbd_put32 (h + 16, len + 8);
+    fk_write (c, h, sizeof h);
+  }
+  fk_write (c, o, 8);
   fk_write (c, data, len);
 }
 
@@ -428,6 +489,19 @@ void
 fk_status (struct fake_conn *c, uint64_t cookie, bool done, uint32_t id,
            const uint32_t (*ext)[2], uint32_t n)
 {
+  if (c->ext) {
+    char *q = malloc (8 + 16 * (size_t) n);
+    nbd_put32 (q, id);
+    nbd_put32 (q + 4, n);
+    for (uint32_t i = 0; i < n; i++) {
+      nbd_put64 (q + 8 + 16 * i, ext[i][0]);
+      nbd_put64 (q + 16 + 16 * i, ext[i][1]);
+    }
+    fk_chunk (c, done ? NBD_REPLY_FLAG_DONE : 0,
+              NBD_REPLY_TYPE_BLOCK_STATUS_EXT, cookie, q, 8 + 16 * n);
+    free (q);
+    return;
+  }
   char *p = malloc (4 + 8 * (size_t) n);
   nbd_put32 (p, id);
   for (uint32_t i = 0; i < n; i++) {
@@ -441,17 +515,29 @@ fk_status (struct fake_conn *c, uint64_t cookie, bool done, uint32_t id,
 
 /* ---- a correct, scrambling memory server --------------------------------- */
 
+/* A reply without data: simple, or a chunk with extended headers. */
+static void
+fk_status_reply (struct fake_conn *c, uint64_t cookie, uint32_t error)
+{
+  if (!c->ext)
+    fk_simple (c, cookie, error, NULL, 0);
+  else if (error)
+    fk_error (c, cookie, true, error, "refused");
+  else
+    fk_done (c, cookie);
+}
+
 static void
 answer (struct fake_conn *c, struct fake_mem *m, struct fk_req *r,
         unsigned *seed)
 {
   uint64_t size = c->f->cfg.size;
-  bool structured = c->f->cfg.structured;
+  bool structured = c->f->cfg.structured || c->ext;
   if (r->type == NBD_CMD_READ || r->type == NBD_CMD_WRITE
       || r->type == NBD_CMD_WRITE_ZEROES || r->type == NBD_CMD_TRIM) {
     if (r->off > size || r->len > size - r->off) {
-      fk_simple (c, r->cookie, r->type == NBD_CMD_WRITE ? NBD_ENOSPC
-                 : NBD_EINVAL, NULL, 0);
+      fk_status_reply (c, r->cookie, r->type == NBD_CMD_WRITE ? NBD_ENOSPC
+                       : NBD_EINVAL);
       return;
     }
   }
@@ -489,14 +575,14 @@ answer (struct fake_conn *c, struct fake_mem *m, struct fk_req *r,
     else
       memset (m->bytes + r->off, 0, r->len);
     pthread_mutex_unlock (&m->lock);
-    fk_simple (c, r->cookie, 0, NULL, 0);
+    fk_status_reply (c, r->cookie, 0);
     break;
   case NBD_CMD_FLUSH:
   case NBD_CMD_TRIM:
-    fk_simple (c, r->cookie, 0, NULL, 0);
+    fk_status_reply (c, r->cookie, 0);
     break;
   default:
-    fk_simple (c, r->cookie, NBD_EINVAL, NULL, 0);
+    fk_status_reply (c, r->cookie, NBD_EINVAL);
     break;
   }
 }

@@ -20,6 +20,7 @@
 
 #define FAKE_MAX_CONNS 16
 #define FAKE_META_ID   7
+#define FAKE_OFFS      8192   /* request offsets remembered per connection */
 
 struct fake;
 
@@ -27,6 +28,11 @@ struct fake_conn {
   struct fake *f;
   int fd;
   int index;                 /* 0 for the first connection */
+  bool ext;                  /* extended headers agreed: requests are read
+                                and chunks written in that form */
+  /* Offsets of requests by cookie (low bits), which extended reply
+   * headers echo. */
+  uint64_t offs[FAKE_OFFS];
 };
 
 typedef void (*fake_script) (struct fake_conn *c);
@@ -34,6 +40,7 @@ typedef void (*fake_script) (struct fake_conn *c);
 struct fake_cfg {
   uint16_t hs_flags;         /* server handshake flags */
   bool structured;           /* agree to structured replies */
+  bool extended;             /* agree to extended headers */
   bool meta;                 /* agree to base:allocation (FAKE_META_ID) */
   bool go_unsupported;       /* ERR_UNSUP to GO, then expect EXPORT_NAME */
   uint64_t size;
@@ -68,6 +75,7 @@ struct fake {
   uint16_t go_infos;         /* info requests in it */
   bool go_asked_block_size;
   uint32_t client_flags;
+  bool asked_extended, asked_structured;
 };
 
 struct fake *fake_start (fake_script script, void *user,
@@ -96,6 +104,10 @@ void fk_opt_reply (struct fake_conn *c, uint32_t opt, uint32_t type,
                    const void *data, uint32_t len);
 
 /* ---- transmission ------------------------------------------------------- */
+/* Once extended headers are agreed (c->ext), fk_read_req reads extended
+ * requests (checking PAYLOAD_LEN) and fk_chunk, fk_data, fk_hole, fk_done,
+ * fk_error and fk_status write 32-byte headers echoing the request's
+ * offset, fk_status as BLOCK_STATUS_EXT; fk_simple stays simple. */
 struct fk_req {
   uint16_t flags, type;
   uint64_t cookie, off;
@@ -104,6 +116,9 @@ struct fk_req {
 };
 /* Read one request (and a WRITE's payload).  false at end of stream. */
 bool fk_read_req (struct fake_conn *c, struct fk_req *r);
+/* An extended reply header exactly as given (no payload). */
+void fk_ext_header (struct fake_conn *c, uint16_t flags, uint16_t type,
+                    uint64_t cookie, uint64_t off, uint64_t len);
 void fk_simple (struct fake_conn *c, uint64_t cookie, uint32_t error,
                 const void *data, uint32_t len);
 void fk_chunk (struct fake_conn *c, uint16_t flags, uint16_t type,

@@ -489,6 +489,8 @@ bad_uris (void **state)
     "nbds://h/x?tls-cert=/c.pem",               /* without tls-key */
     "nbds+unix:///x?socket=/s",                 /* no tls-hostname */
     "nbd://h/x?inflight=1&inflight=2",
+    "nbd://h/x?extended-headers=yes",
+    "nbd://h/x?extended-headers=",
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     struct r3m_backend *b = NULL;
@@ -498,6 +500,57 @@ bad_uris (void **state)
       fail_msg ("%s: %d %s", bad[i], r, err.msg);
     assert_non_null (strstr (err.msg, bad[i]));
   }
+}
+
+/* ---- extended headers ------------------------------------------------------ */
+
+/* Asked for by default; when agreed, structured replies are not asked
+ * for (extended headers imply them); when refused, they are. */
+static void
+extended_headers_negotiation (void **state)
+{
+  for (int mode = 0; mode < 3; mode++) {
+    struct fake_cfg cfg = fake_default_cfg ();
+    cfg.extended = mode != 1;
+    struct fake_mem m = { .lock = PTHREAD_MUTEX_INITIALIZER,
+                          .bytes = calloc (1, cfg.size) };
+    struct fake *f = fake_start (fake_memory_script, &m, &cfg);
+    struct r3m_backend *b = open_ok (f, mode == 2 ? "&extended-headers=off"
+                                                  : "&extended-headers=on");
+    struct r3m_nbd_client_info info;
+    r3m_nbd_client_info (b, &info);
+    assert_int_equal (info.extended_headers, mode == 0);
+    assert_true (info.structured_replies);
+    assert_true (info.block_status);
+    m.bytes[4000] = 7;
+    char c[8192];
+    assert_int_equal (r3m_backend_pread (b, c, sizeof c, 0), 0);
+    assert_int_equal (c[4000], 7);
+    r3m_backend_close (b);
+    fake_wait_finished (f, 1);
+    assert_int_equal (f->asked_extended, mode != 2);
+    assert_int_equal (f->asked_structured, mode != 0);
+    assert_true (fake_stop (f));
+    free (m.bytes);
+  }
+}
+
+/* A server that agreed to extended headers must not refuse GO as unknown
+ * (the client may not fall back to EXPORT_NAME then). */
+static void
+extended_headers_then_go_unsupported (void **state)
+{
+  struct fake_cfg cfg = fake_default_cfg ();
+  cfg.extended = true;
+  cfg.go_unsupported = true;
+  struct fake_mem m = { .lock = PTHREAD_MUTEX_INITIALIZER,
+                        .bytes = calloc (1, cfg.size) };
+  struct fake *f = fake_start (fake_memory_script, &m, &cfg);
+  struct r3m_error err;
+  assert_int_equal (open_fails (f, NULL, &err), -EPROTO);
+  assert_non_null (strstr (err.msg, "GO unsupported after EXTENDED_HEADERS"));
+  assert_true (fake_stop (f));
+  free (m.bytes);
 }
 
 int
@@ -523,6 +576,8 @@ main (void)
     cmocka_unit_test (extra_connections_join_in_background),
     cmocka_unit_test (close_while_connections_negotiate),
     cmocka_unit_test (bad_uris),
+    cmocka_unit_test (extended_headers_negotiation),
+    cmocka_unit_test (extended_headers_then_go_unsupported),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -1,6 +1,9 @@
 /* NBD client against a hostile or dying server: every bad reply kills the
  * connection with a clear error, every request's done callback runs
- * exactly once, nothing hangs, and later calls fail at once. */
+ * exactly once, nothing hangs, and later calls fail at once.  The chunk
+ * checks run twice, with compact and with extended headers (the fake
+ * writes its chunks in the negotiated form); some bad replies exist only
+ * in one of the two. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,16 +46,38 @@ bad_script (struct fake_conn *c)
     ;
 }
 
-static void
-expect_dead_after (bad_fn bad, enum r3m_io_op op, int first, int code,
-                   const char *msg)
+/* Prestate of the tests that run with extended headers. */
+static const bool extended = true;
+#define EXT(t) cmocka_unit_test_prestate (t, (void *) &extended)
+
+static struct fake_cfg
+cfg_for (void **state)
 {
-  struct plan p = { .bad = bad, .cfg = fake_default_cfg () };
+  struct fake_cfg cfg = fake_default_cfg ();
+  cfg.extended = *state && *(const bool *) *state;
+  return cfg;
+}
+
+/* The client speaks the headers the test meant it to. */
+static void
+expect_mode (struct r3m_backend *b, const struct fake_cfg *cfg)
+{
+  struct r3m_nbd_client_info info;
+  assert_int_equal (r3m_nbd_client_info (b, &info), 0);
+  assert_int_equal (info.extended_headers, cfg->extended);
+}
+
+static void
+expect_dead_after (void **state, bad_fn bad, enum r3m_io_op op, int first,
+                   int code, const char *msg)
+{
+  struct plan p = { .bad = bad, .cfg = cfg_for (state) };
   struct fake *f = fake_start (bad_script, &p, &p.cfg);
   struct r3m_backend *b = NULL;
   struct r3m_error err;
   if (r3m_backend_open (f->uri, 0, &b, &err) < 0)
     fail_msg ("open: %s", err.msg);
+  expect_mode (b, &p.cfg);
   struct tracker t;
   tracker_init (&t);
   static char buf[8192];
@@ -76,9 +101,10 @@ expect_dead_after (bad_fn bad, enum r3m_io_op op, int first, int code,
 }
 
 static void
-expect_dead (bad_fn bad, enum r3m_io_op op, int code, const char *msg)
+expect_dead (void **state, bad_fn bad, enum r3m_io_op op, int code,
+             const char *msg)
 {
-  expect_dead_after (bad, op, code, code, msg);
+  expect_dead_after (state, bad, op, code, code, msg);
 }
 
 #define PROTO(name, op, ...)                                             \
@@ -86,7 +112,7 @@ expect_dead (bad_fn bad, enum r3m_io_op op, int code, const char *msg)
   __VA_ARGS__                                                            \
   static void name (void **state)                                        \
   {                                                                      \
-    expect_dead (bad_##name, op, -EPROTO, "protocol error");             \
+    expect_dead (state, bad_##name, op, -EPROTO, "protocol error");      \
   }
 
 PROTO (unknown_cookie, R3M_IO_READ, {
@@ -206,20 +232,21 @@ bad_second_reply (struct fake_conn *c, struct fk_req *r)
 static void
 second_reply_to_same_cookie (void **state)
 {
-  expect_dead_after (bad_second_reply, R3M_IO_READ, 0, -EPROTO,
+  expect_dead_after (state, bad_second_reply, R3M_IO_READ, 0, -EPROTO,
                      "protocol error");
 }
 
 /* Block status goes through the synchronous extents call. */
 static void
-expect_status_dead (bad_fn bad)
+expect_status_dead (void **state, bad_fn bad)
 {
-  struct plan p = { .bad = bad, .cfg = fake_default_cfg () };
+  struct plan p = { .bad = bad, .cfg = cfg_for (state) };
   struct fake *f = fake_start (bad_script, &p, &p.cfg);
   struct r3m_backend *b = NULL;
   struct r3m_error err;
   if (r3m_backend_open (f->uri, 0, &b, &err) < 0)
     fail_msg ("open: %s", err.msg);
+  expect_mode (b, &p.cfg);
   struct r3m_extent e[4];
   size_t n;
   assert_int_equal (r3m_backend_extents (b, 0, 65536, e, 4, &n), -EPROTO);
@@ -232,7 +259,7 @@ expect_status_dead (bad_fn bad)
 #define STATUS(name, ...)                                                \
   static void bad_##name (struct fake_conn *c, struct fk_req *r)         \
   __VA_ARGS__                                                            \
-  static void name (void **state) { expect_status_dead (bad_##name); }
+  static void name (void **state) { expect_status_dead (state, bad_##name); }
 
 STATUS (status_wrong_context, {
   const uint32_t e[1][2] = { { 4096, 0 } };
@@ -264,6 +291,84 @@ STATUS (status_bad_length, {
             p, 9);
 })
 
+/* ---- replies that are wrong only with (or only without) extended
+ * headers --------------------------------------------------------------- */
+
+PROTO (ext_offset_not_echoed, R3M_IO_READ, {
+  char d[4096] = { 0 };
+  fk_ext_header (c, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA,
+                 r->cookie, r->off + 512, 8 + sizeof d);
+  char o[8];
+  nbd_put64 (o, r->off);
+  fk_write (c, o, 8);
+  fk_write (c, d, sizeof d);
+})
+
+PROTO (ext_simple_reply, R3M_IO_WRITE, {
+  char pad[16] = { 0 };
+  fk_simple (c, r->cookie, 0, pad, sizeof pad);   /* 32 bytes in all */
+})
+
+PROTO (ext_structured_magic, R3M_IO_WRITE, {
+  char h[NBD_CHUNK_HEADER_SIZE + 12] = { 0 };
+  nbd_put32 (h, NBD_STRUCTURED_REPLY_MAGIC);
+  nbd_put16 (h + 4, NBD_REPLY_FLAG_DONE);
+  nbd_put64 (h + 8, r->cookie);
+  fk_write (c, h, sizeof h);
+})
+
+PROTO (ext_chunk_over_32_bits, R3M_IO_READ, {
+  fk_ext_header (c, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA,
+                 r->cookie, r->off, UINT64_C (1) << 32);
+})
+
+STATUS (ext_compact_status_chunk, {
+  char p[12];
+  nbd_put32 (p, FAKE_META_ID);
+  nbd_put32 (p + 4, 4096);
+  nbd_put32 (p + 8, 0);
+  fk_chunk (c, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, r->cookie,
+            p, sizeof p);
+})
+
+STATUS (ext_status_count_mismatch, {
+  char p[8 + 32] = { 0 };
+  nbd_put32 (p, FAKE_META_ID);
+  nbd_put32 (p + 4, 3);              /* but 2 follow */
+  nbd_put64 (p + 8, 4096);
+  nbd_put64 (p + 24, 4096);
+  fk_chunk (c, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS_EXT,
+            r->cookie, p, sizeof p);
+})
+
+STATUS (ext_status_high_bits, {
+  char p[8 + 16] = { 0 };
+  nbd_put32 (p, FAKE_META_ID);
+  nbd_put32 (p + 4, 1);
+  nbd_put64 (p + 8, 4096);
+  nbd_put64 (p + 16, UINT64_C (1) << 32);   /* base:allocation is 32-bit */
+  fk_chunk (c, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS_EXT,
+            r->cookie, p, sizeof p);
+})
+
+STATUS (ext_status_short, {
+  char p[8 + 8] = { 0 };
+  nbd_put32 (p, FAKE_META_ID);
+  nbd_put32 (p + 4, 1);
+  fk_chunk (c, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS_EXT,
+            r->cookie, p, sizeof p);
+})
+
+/* Without extended headers the same chunk type is a violation. */
+STATUS (status_ext_without_extended_headers, {
+  char p[8 + 16] = { 0 };
+  nbd_put32 (p, FAKE_META_ID);
+  nbd_put32 (p + 4, 1);
+  nbd_put64 (p + 8, 4096);
+  fk_chunk (c, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS_EXT,
+            r->cookie, p, sizeof p);
+})
+
 /* An unknown error chunk type fails its request but is not fatal. */
 static void
 bad_unknown_error_type (struct fake_conn *c, struct fk_req *r)
@@ -284,7 +389,7 @@ static void
 unknown_error_type_is_an_error (void **state)
 {
   struct plan p = { .bad = bad_unknown_error_type,
-                    .cfg = fake_default_cfg () };
+                    .cfg = cfg_for (state) };
   struct fake *f = fake_start (bad_script, &p, &p.cfg);
   struct r3m_backend *b = NULL;
   struct r3m_error err;
@@ -438,29 +543,60 @@ main (void)
     cmocka_unit_test (unknown_cookie),
     cmocka_unit_test (bad_reply_magic),
     cmocka_unit_test (data_before_request),
+    EXT (data_before_request),
     cmocka_unit_test (data_past_request),
+    EXT (data_past_request),
     cmocka_unit_test (overlapping_data),
+    EXT (overlapping_data),
     cmocka_unit_test (hole_overlapping_data),
+    EXT (hole_overlapping_data),
     cmocka_unit_test (missing_data_at_done),
+    EXT (missing_data_at_done),
     cmocka_unit_test (unknown_chunk_type),
+    EXT (unknown_chunk_type),
     cmocka_unit_test (data_for_a_write),
+    EXT (data_for_a_write),
     cmocka_unit_test (simple_data_reply_to_structured_read),
+    EXT (simple_data_reply_to_structured_read),
     cmocka_unit_test (none_chunk_with_payload),
+    EXT (none_chunk_with_payload),
     cmocka_unit_test (none_chunk_without_done),
+    EXT (none_chunk_without_done),
     cmocka_unit_test (empty_hole),
+    EXT (empty_hole),
     cmocka_unit_test (short_hole_chunk),
+    EXT (short_hole_chunk),
     cmocka_unit_test (huge_data_chunk),
     cmocka_unit_test (error_message_too_long),
+    EXT (error_message_too_long),
     cmocka_unit_test (error_chunk_with_error_zero),
+    EXT (error_chunk_with_error_zero),
     cmocka_unit_test (error_offset_outside_request),
+    EXT (error_offset_outside_request),
     cmocka_unit_test (second_reply_to_same_cookie),
+    EXT (second_reply_to_same_cookie),
     cmocka_unit_test (status_wrong_context),
+    EXT (status_wrong_context),
     cmocka_unit_test (status_empty_extent),
+    EXT (status_empty_extent),
     cmocka_unit_test (status_extent_past_request),
+    EXT (status_extent_past_request),
     cmocka_unit_test (status_twice),
+    EXT (status_twice),
     cmocka_unit_test (status_done_without_extents),
+    EXT (status_done_without_extents),
     cmocka_unit_test (status_bad_length),
+    cmocka_unit_test (status_ext_without_extended_headers),
+    EXT (ext_offset_not_echoed),
+    EXT (ext_simple_reply),
+    EXT (ext_structured_magic),
+    EXT (ext_chunk_over_32_bits),
+    EXT (ext_compact_status_chunk),
+    EXT (ext_status_count_mismatch),
+    EXT (ext_status_high_bits),
+    EXT (ext_status_short),
     cmocka_unit_test (unknown_error_type_is_an_error),
+    EXT (unknown_error_type_is_an_error),
     cmocka_unit_test (server_dies_mid_request),
     cmocka_unit_test (server_dies_mid_payload),
     cmocka_unit_test (server_dies_with_many_connections),

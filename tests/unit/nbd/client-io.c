@@ -561,6 +561,128 @@ simple_replies_read_write (void **state)
   free (m.bytes);
 }
 
+/* ---- extended headers ------------------------------------------------------ */
+
+/* Write, read, zero, block status and disconnect in extended form; the
+ * fake checks PAYLOAD_LEN on every request it reads. */
+static void
+extended_script (struct fake_conn *c)
+{
+  struct seen *s = c->f->user;
+  if (!fake_handshake (c))
+    return;
+  struct fk_req r;
+  while (fk_read_req (c, &r)) {
+    struct fk_req kept = r;
+    kept.data = NULL;
+    switch (r.type) {
+    case NBD_CMD_READ: {
+      char d[4096];
+      memset (d, 'r', sizeof d);
+      fk_hole (c, r.cookie, false, r.off + 4096, r.len - 4096);
+      fk_data (c, r.cookie, true, r.off, d, 4096);
+      break;
+    }
+    case NBD_CMD_BLOCK_STATUS: {
+      /* The second extent goes far past the request: 2^33 bytes. */
+      char p[8 + 32];
+      nbd_put32 (p, FAKE_META_ID);
+      nbd_put32 (p + 4, 2);
+      nbd_put64 (p + 8, 4096);
+      nbd_put64 (p + 16, NBD_STATE_HOLE | NBD_STATE_ZERO);
+      nbd_put64 (p + 24, UINT64_C (1) << 33);
+      nbd_put64 (p + 32, 0);
+      fk_chunk (c, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS_EXT,
+                r.cookie, p, sizeof p);
+      break;
+    }
+    case NBD_CMD_DISC:
+      record (c, s, &kept);
+      free (r.data);
+      return;
+    default:
+      if (r.type == NBD_CMD_WRITE && (r.len != 3000 || !r.data
+                                      || ((char *) r.data)[2999] != 'w'))
+        fake_fail (c->f, "write payload");
+      fk_done (c, r.cookie);
+      break;
+    }
+    record (c, s, &kept);
+    free (r.data);
+  }
+}
+
+static void
+extended_headers_requests_and_replies (void **state)
+{
+  static struct seen s;
+  memset (&s, 0, sizeof s);
+  struct fake_cfg cfg = fake_default_cfg ();
+  cfg.extended = true;
+  cfg.structured = false;        /* not asked for: extended imply it */
+  struct fake *f = fake_start (extended_script, &s, &cfg);
+  struct r3m_backend *b = open_uri (f, "&connections=1");
+  struct r3m_nbd_client_info info;
+  r3m_nbd_client_info (b, &info);
+  assert_true (info.extended_headers);
+  assert_true (info.structured_replies);
+  assert_true (info.block_status);
+  char w[3000], r[12288];
+  memset (w, 'w', sizeof w);
+  assert_int_equal (r3m_backend_pwrite (b, w, sizeof w, 100, R3M_IO_FUA), 0);
+  assert_int_equal (r3m_backend_pread (b, r, sizeof r, 8192), 0);
+  assert_int_equal (r[0], 'r');
+  assert_int_equal (r[4095], 'r');
+  assert_int_equal (r[4096], 0);
+  assert_int_equal (r[12287], 0);
+  assert_int_equal (r3m_backend_zero (b, 65536, 0, 0), 0);
+  struct r3m_extent e[4];
+  size_t n;
+  assert_int_equal (r3m_backend_extents (b, 0, 65536, e, 4, &n), 0);
+  assert_int_equal (n, 2);
+  assert_int_equal (e[0].len, 4096);
+  assert_int_equal (e[0].flags, R3M_EXTENT_HOLE | R3M_EXTENT_ZERO);
+  assert_int_equal (e[1].len, 65536 - 4096);   /* clamped to the request */
+  assert_int_equal (e[1].flags, 0);
+  r3m_backend_close (b);
+  fake_wait_finished (f, 1);
+  assert_false (f->asked_structured);
+  assert_true (fake_stop (f));
+  assert_int_equal (s.n, 5);
+  assert_int_equal (s.req[0].type, NBD_CMD_WRITE);
+  assert_int_equal (s.req[0].flags, NBD_CMD_FLAG_FUA);  /* PAYLOAD_LEN gone */
+  assert_int_equal (s.req[2].type, NBD_CMD_WRITE_ZEROES);
+  assert_int_equal (s.req[2].len, 65536);
+  assert_int_equal (s.req[4].type, NBD_CMD_DISC);
+  free_seen (&s);
+}
+
+/* The scrambling memory server, with extended headers. */
+static void
+extended_headers_memory_server (void **state)
+{
+  struct fake_cfg cfg = fake_default_cfg ();
+  cfg.extended = true;
+  struct fake_mem m = { .lock = PTHREAD_MUTEX_INITIALIZER,
+                        .bytes = calloc (1, cfg.size), .seed = 5 };
+  struct fake *f = fake_start (fake_memory_script, &m, &cfg);
+  struct r3m_backend *b = open_uri (f, NULL);
+  unsigned seed = 3;
+  static char w[65536], r[65536];
+  for (int i = 0; i < 50; i++) {
+    size_t len = 1 + (size_t) rand_r (&seed) % sizeof w;
+    uint64_t off = (uint64_t) rand_r (&seed) % (cfg.size - len);
+    for (size_t k = 0; k < len; k++)
+      w[k] = (char) rand_r (&seed);
+    assert_int_equal (r3m_backend_pwrite (b, w, len, off, 0), 0);
+    assert_int_equal (r3m_backend_pread (b, r, len, off), 0);
+    assert_memory_equal (w, r, len);
+  }
+  r3m_backend_close (b);
+  assert_true (fake_stop (f));
+  free (m.bytes);
+}
+
 int
 main (void)
 {
@@ -580,6 +702,8 @@ main (void)
     cmocka_unit_test (requests_spread_over_connections),
     cmocka_unit_test (close_sends_disc),
     cmocka_unit_test (simple_replies_read_write),
+    cmocka_unit_test (extended_headers_requests_and_replies),
+    cmocka_unit_test (extended_headers_memory_server),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }

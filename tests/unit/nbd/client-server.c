@@ -1,7 +1,8 @@
 /* NBD client against r3map's own NBD server, in one process: data round
  * trips, block status after zeroing, multi-conn, read-only exports, block
  * size constraints, TLS with client certificates, and a server that shuts
- * down under the client. */
+ * down under the client.  The first four run twice: with extended headers
+ * (what the two agree on by default) and with extended-headers=off. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -83,12 +84,30 @@ open_client (const char *uri)
   return b;
 }
 
+/* Prestate of the runs without extended headers. */
+static const char compact[] = "&extended-headers=off";
+#define COMPACT(t) cmocka_unit_test_prestate (t, (void *) compact)
+
+/* The client for g, in the header mode the test runs in. */
+static struct r3m_backend *
+open_mode (struct rig *g, void **state)
+{
+  const char *extra = *state ? *state : "";
+  char uri[300];
+  snprintf (uri, sizeof uri, "%s%s", g->uri, extra);
+  struct r3m_backend *b = open_client (uri);
+  struct r3m_nbd_client_info info;
+  r3m_nbd_client_info (b, &info);
+  assert_int_equal (info.extended_headers, extra[0] == '\0');
+  return b;
+}
+
 static void
 round_trips (void **state)
 {
   struct rig g;
   rig_start (&g, "16M", NULL, NULL, false);
-  struct r3m_backend *b = open_client (g.uri);
+  struct r3m_backend *b = open_mode (&g, state);
   struct r3m_nbd_client_info info;
   r3m_nbd_client_info (b, &info);
   assert_int_equal (info.size, 16 << 20);
@@ -125,7 +144,7 @@ zero_and_block_status (void **state)
 {
   struct rig g;
   rig_start (&g, "file:8M", NULL, NULL, false);
-  struct r3m_backend *b = open_client (g.uri);
+  struct r3m_backend *b = open_mode (&g, state);
   char *ones = malloc (8 << 20);
   memset (ones, 1, 8 << 20);
   assert_int_equal (r3m_backend_pwrite (b, ones, 8 << 20, 0, 0), 0);
@@ -152,7 +171,7 @@ read_only_export (void **state)
   struct rig g;
   struct r3m_nbd_export_options eo = { .read_only = true };
   rig_start (&g, "1M", NULL, &eo, false);
-  struct r3m_backend *b = open_client (g.uri);
+  struct r3m_backend *b = open_mode (&g, state);
   assert_true (r3m_backend_get_info (b)->flags & R3M_BACKEND_READ_ONLY);
   char c = 0;
   assert_int_equal (r3m_backend_pwrite (b, &c, 1, 0, 0), -EPERM);
@@ -172,7 +191,7 @@ block_sizes (void **state)
                                        .max_payload = 65536,
                                        .no_multi_conn = true };
   rig_start (&g, "4M", NULL, &eo, false);
-  struct r3m_backend *b = open_client (g.uri);
+  struct r3m_backend *b = open_mode (&g, state);
   const struct r3m_backend_info *i = r3m_backend_get_info (b);
   assert_int_equal (i->align, 4096);
   assert_int_equal (i->max_io, 65536);
@@ -282,9 +301,13 @@ main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (round_trips),
+    COMPACT (round_trips),
     cmocka_unit_test (zero_and_block_status),
+    COMPACT (zero_and_block_status),
     cmocka_unit_test (read_only_export),
+    COMPACT (read_only_export),
     cmocka_unit_test (block_sizes),
+    COMPACT (block_sizes),
     cmocka_unit_test (tls_with_client_certificate),
     cmocka_unit_test (server_shutdown_under_load),
   };

@@ -190,14 +190,12 @@ raw_meta_data (unsigned char *buf, const char *name,
   return p;
 }
 
-void
-raw_go (struct raw *c, const char *name, bool structured,
-        const char *const *meta, uint32_t nmeta, uint64_t *size,
-        uint16_t *eflags)
+/* SET_META_CONTEXT (if asked) and GO, after the hello and whatever
+ * options the caller negotiated. */
+static void
+meta_and_go (struct raw *c, const char *name, const char *const *meta,
+             uint32_t nmeta, uint64_t *size, uint16_t *eflags)
 {
-  raw_hello (c, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
-  if (structured)
-    raw_opt_expect (c, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK);
   unsigned char buf[8192];
   uint32_t type, len;
   if (nmeta) {
@@ -223,6 +221,26 @@ raw_go (struct raw *c, const char *name, bool structured,
         *eflags = nbd_get16 (buf + 10);
     }
   }
+}
+
+void
+raw_go (struct raw *c, const char *name, bool structured,
+        const char *const *meta, uint32_t nmeta, uint64_t *size,
+        uint16_t *eflags)
+{
+  raw_hello (c, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+  if (structured)
+    raw_opt_expect (c, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK);
+  meta_and_go (c, name, meta, nmeta, size, eflags);
+}
+
+void
+raw_go_ext (struct raw *c, const char *name, const char *const *meta,
+            uint32_t nmeta, uint64_t *size, uint16_t *eflags)
+{
+  raw_hello (c, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+  raw_opt_expect (c, NBD_OPT_EXTENDED_HEADERS, NBD_REP_ACK);
+  meta_and_go (c, name, meta, nmeta, size, eflags);
 }
 
 void
@@ -264,4 +282,38 @@ raw_chunk (struct raw *c, uint16_t *flags, uint16_t *type, uint64_t *cookie,
   *len = nbd_get32 (h + 16);
   assert_true (*len <= cap);
   raw_recv (c, payload, *len);
+}
+
+void
+raw_ext_request (struct raw *c, uint16_t flags, uint16_t type,
+                 uint64_t cookie, uint64_t off, uint64_t len,
+                 const void *payload, size_t plen)
+{
+  unsigned char h[32];
+  nbd_put32 (h, NBD_EXT_REQUEST_MAGIC);
+  nbd_put16 (h + 4, flags);
+  nbd_put16 (h + 6, type);
+  nbd_put64 (h + 8, cookie);
+  nbd_put64 (h + 16, off);
+  nbd_put64 (h + 24, len);
+  raw_send (c, h, sizeof h);
+  if (payload && plen)
+    raw_send (c, payload, plen);
+}
+
+void
+raw_ext_chunk (struct raw *c, uint16_t *flags, uint16_t *type,
+               uint64_t *cookie, uint64_t *off, void *payload, uint32_t cap,
+               uint64_t *len)
+{
+  unsigned char h[32];
+  raw_recv (c, h, sizeof h);
+  assert_true (nbd_get32 (h) == NBD_EXT_REPLY_MAGIC);
+  *flags = nbd_get16 (h + 4);
+  *type = nbd_get16 (h + 6);
+  *cookie = nbd_get64 (h + 8);
+  *off = nbd_get64 (h + 16);
+  *len = nbd_get64 (h + 24);
+  assert_true (*len <= cap);
+  raw_recv (c, payload, (size_t) *len);
 }

@@ -52,6 +52,10 @@ void raw_go (struct raw *c, const char *name, bool structured,
              const char *const *meta, uint32_t nmeta, uint64_t *size,
              uint16_t *eflags);
 
+/* The same with NBD_OPT_EXTENDED_HEADERS instead of STRUCTURED_REPLY. */
+void raw_go_ext (struct raw *c, const char *name, const char *const *meta,
+                 uint32_t nmeta, uint64_t *size, uint16_t *eflags);
+
 void raw_request (struct raw *c, uint16_t flags, uint16_t type,
                   uint64_t cookie, uint64_t off, uint32_t len,
                   const void *payload);
@@ -62,5 +66,14 @@ void raw_simple (struct raw *c, uint32_t *error, uint64_t *cookie);
 void raw_chunk (struct raw *c, uint16_t *flags, uint16_t *type,
                 uint64_t *cookie, void *payload, uint32_t cap,
                 uint32_t *len);
+
+/* Extended headers: a request (the payload, plen bytes, is sent as is:
+ * len need not match it) and a reply chunk. */
+void raw_ext_request (struct raw *c, uint16_t flags, uint16_t type,
+                      uint64_t cookie, uint64_t off, uint64_t len,
+                      const void *payload, size_t plen);
+void raw_ext_chunk (struct raw *c, uint16_t *flags, uint16_t *type,
+                    uint64_t *cookie, uint64_t *off, void *payload,
+                    uint32_t cap, uint64_t *len);
 
 #endif

@@ -261,6 +261,20 @@ test_on_allows_plain_and_forgets_state (void **state)
   round_trip (f);                  /* expects simple replies */
 }
 
+/* Extended headers are forgotten too: after STARTTLS the server expects
+ * compact requests and sends simple replies again. */
+static void
+test_on_forgets_extended_headers (void **state)
+{
+  struct fixture *f = *state;
+  hello (f);
+  opt (f, NBD_OPT_EXTENDED_HEADERS, NULL, 0);
+  assert_int_equal (opt_reply (f, NBD_OPT_EXTENDED_HEADERS), NBD_REP_ACK);
+  assert_int_equal (starttls (f, NULL), 0);
+  assert_int_equal (go (f), NBD_REP_ACK);
+  round_trip (f);
+}
+
 static void
 test_on_plain_go (void **state)
 {
@@ -311,6 +325,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_require_starttls_then_serve,
                                      setup_require, teardown),
     cmocka_unit_test_setup_teardown (test_on_allows_plain_and_forgets_state,
+                                     setup_on, teardown),
+    cmocka_unit_test_setup_teardown (test_on_forgets_extended_headers,
                                      setup_on, teardown),
     cmocka_unit_test_setup_teardown (test_on_plain_go, setup_on, teardown),
     cmocka_unit_test_setup_teardown (test_client_cert_missing,
