@@ -266,6 +266,9 @@ reader_ext_header (struct nbd_srv_reader *r, struct nbd_srv_req *req)
   if (payload && len > NBD_SRV_EXT_MAX_PAYLOAD)
     return -EMSGSIZE;
   if (req->type == NBD_CMD_WRITE) {
+    /* Toggled, not cleared: a WRITE that carries it is a plain WRITE from
+     * here on, and one without it keeps an unknown flag, which the checks
+     * answer with NBD_EINVAL (with len 0, so no payload is read). */
     flags ^= NBD_CMD_FLAG_PAYLOAD_LEN;
     if (!payload)
       len = 0;                  /* an effect length: nothing follows */
