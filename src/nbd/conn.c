@@ -391,8 +391,10 @@ psk_failure (const struct nbd_tls_note *n, bool server, bool proto_error,
   if (!proto_error)
     return false;             /* the peer went away: say that */
   if (server && n->psk_offered && !n->user_known)
-    nbd_tls_err (err, EACCES, "tls handshake with %s: unknown PSK user '%s'",
-                 peer, n->user);
+    /* OpenSSL's reason would be about the certificate handshake it tried
+     * next, which only confuses. */
+    util_err (err, EACCES, "tls handshake with %s: unknown PSK user '%s'",
+              peer, n->user);
   else if (server && n->psk_offered)
     nbd_tls_err (err, EACCES, "tls handshake with %s: PSK user '%s' did not "
                  "prove the key (wrong key?)", peer, n->user);

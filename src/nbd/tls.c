@@ -147,6 +147,9 @@ nbd_tls_err (struct r3m_error *err, int code, const char *fmt, ...)
  * says why these callbacks and not the older PSK ones. */
 
 static const unsigned char tls_aes_128_gcm_sha256[] = { 0x13, 0x01 };
+/* OpenSSL's default TLS 1.3 list with the SHA-384 suite last. */
+static const char psk_ciphersuites[] =
+  "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384";
 
 static SSL_SESSION *
 psk_session (SSL *ssl, const struct nbd_psk_entry *e)
@@ -254,6 +257,9 @@ psk_setup (struct nbd_tls *t, const struct nbd_tls_options *o,
   SSL_CTX_set_app_data (t->ctx, t);
   /* External PSKs exist only from TLS 1.3 on with these callbacks. */
   if (t->server) {
+    if (SSL_CTX_set_ciphersuites (t->ctx, psk_ciphersuites) != 1)
+      return nbd_tls_err (err, ENOTSUP, "tls-psk: TLS 1.3 cipher suites");
+    SSL_CTX_set_options (t->ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_psk_find_session_callback (t->ctx, psk_find_session);
     return 0;
   }
