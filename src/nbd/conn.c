@@ -382,28 +382,35 @@ record_peer_name (struct nbd_conn *c)
   X509_free (cert);
 }
 
-/* A handshake failed: if the PSK callbacks saw why, say so in err (the
- * OpenSSL reasons follow) and return true.  Never names a key. */
+/* A handshake failed with a protocol error (not a broken socket): if a
+ * pre-shared key was involved, say whose and what probably went wrong in
+ * err (OpenSSL's reasons follow when they help) and return true.  Never
+ * names a key. */
 static bool
-psk_failure (const struct nbd_tls_note *n, bool server, bool proto_error,
+psk_failure (const struct nbd_tls_note *n, bool server, int ssl_error,
              const char *peer, struct r3m_error *err)
 {
-  if (!proto_error)
-    return false;             /* the peer went away: say that */
-  if (server && n->psk_offered && !n->user_known)
+  if (!n->psk_offered)
+    return false;
+  if (server && !n->user_known)
     /* OpenSSL's reason would be about the certificate handshake it tried
      * next, which only confuses. */
     util_err (err, EACCES, "tls handshake with %s: unknown PSK user '%s'",
               peer, n->user);
-  else if (server && n->psk_offered)
+  else if (server)
     nbd_tls_err (err, EACCES, "tls handshake with %s: PSK user '%s' did not "
                  "prove the key (wrong key?)", peer, n->user);
-  else if (!server && n->cert_refused)
+  else if (n->cert_refused)
     util_err (err, EACCES, "tls handshake with %s: the server did not accept "
-              "our pre-shared key (unknown user or wrong key) and offered a "
-              "certificate instead", peer);
+              "the pre-shared key of user '%s' (unknown user or wrong key?) "
+              "and offered a certificate instead", peer, n->user);
   else
-    return false;
+    /* GnuTLS servers (nbdkit) close without an alert. */
+    nbd_tls_err (err, EACCES, "tls handshake with %s: the server refused "
+                 "the pre-shared key of user '%s' (unknown user or wrong "
+                 "key?)%s", peer, n->user,
+                 ssl_error == SSL_ERROR_ZERO_RETURN
+                 ? ": it closed the connection" : "");
   ERR_clear_error ();
   return true;
 }
@@ -466,7 +473,7 @@ tls_handshake (struct nbd_conn *c, struct nbd_tls *tls, bool server,
     int code = e == SSL_ERROR_SYSCALL && ERR_peek_error () == 0
                ? (saved ? saved : ECONNRESET) : EPROTO;
     int ret = v != X509_V_OK ? -EACCES : -code;
-    if (psk_failure (&note, server, code == EPROTO, c->peer, err))
+    if (code == EPROTO && psk_failure (&note, server, e, c->peer, err))
       ret = -EACCES;
     else if (v != X509_V_OK)
       nbd_tls_err (err, EACCES, "tls handshake with %s: certificate: %s",

@@ -226,8 +226,10 @@ psk_use_session (SSL *ssl, const EVP_MD *md, const unsigned char **id,
     return 0;
   *id = (const unsigned char *) e->user;
   *len = strlen (e->user);
-  if (note)
+  if (note) {
     note->psk_offered = true;
+    note_user (note, *id, *len);
+  }
   return 1;
 }
 
