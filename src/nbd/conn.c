@@ -473,7 +473,11 @@ tls_handshake (struct nbd_conn *c, struct nbd_tls *tls, bool server,
     int code = e == SSL_ERROR_SYSCALL && ERR_peek_error () == 0
                ? (saved ? saved : ECONNRESET) : EPROTO;
     int ret = v != X509_V_OK ? -EACCES : -code;
-    if (code == EPROTO && psk_failure (&note, server, e, c->peer, err))
+    /* An unknown user is worth naming even when the client hung up
+     * on the certificate it got instead. */
+    bool unknown = server && note.psk_offered && !note.user_known;
+    if ((code == EPROTO || unknown)
+        && psk_failure (&note, server, e, c->peer, err))
       ret = -EACCES;
     else if (v != X509_V_OK)
       nbd_tls_err (err, EACCES, "tls handshake with %s: certificate: %s",
