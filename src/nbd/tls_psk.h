@@ -7,7 +7,7 @@
  * '#' (comments), and ignore trailing white space (a file edited on
  * Windows).  Everything else is an error naming the line: no ':', an empty
  * or over-long user name, a name with control characters, a key that is
- * not hex, of odd length, shorter than 16 bytes or longer than 64, and a
+ * not hex, of odd length, shorter than 16 bytes or longer than 256, and a
  * name given twice.  Messages never contain key material.
  *
  * Keys live in memory that is wiped when the set is freed. */
@@ -22,10 +22,10 @@
  * most 256 bytes with the NUL, so longer names could not work there. */
 #define NBD_PSK_USER_MAX 255
 /* 128 bits at least: a shorter secret is guessable offline from one
- * recorded handshake.  At most 512 bits: what every OpenSSL since 1.1.1
- * stores in a TLS 1.3 session (psktool's default is 256 bits). */
+ * recorded handshake.  At most 256 bytes: what OpenSSL 1.1.1 stores as a
+ * TLS 1.3 session's key (3.x takes 512).  psktool's default is 32. */
 #define NBD_PSK_KEY_MIN 16
-#define NBD_PSK_KEY_MAX 64
+#define NBD_PSK_KEY_MAX 256
 /* A key file is small; a bigger one is a mistake (a wrong path). */
 #define NBD_PSK_FILE_MAX (1 << 20)
 

@@ -118,7 +118,8 @@ test_parse_errors_name_the_line (void **state)
     { "\n\nalice:" KEY_B "zz\n", "line 3: the key is not hexadecimal" },
     { "alice: " KEY_B "\n", "line 1: the key is not hexadecimal" },
     { "alice:00112233\n", "line 1: the key has 4 bytes" },
-    { "alice:" KEY_A KEY_A "00\n", "line 1: the key has 65 bytes" },
+    { "alice:" KEY_A KEY_A KEY_A KEY_A KEY_A KEY_A KEY_A KEY_A "00\n",
+      "line 1: the key has 257 bytes" },
     { "alice:" KEY_A "\nalice:" KEY_B "\n", "line 2: user alice given twice" },
     { "al\tice:" KEY_A "\n", "line 1: control character" },
   };
