@@ -102,4 +102,14 @@ fi
 grep -q "line 2: the key has an odd number of hex digits" "$tmp/err" \
   || die "bad key file message: $(cat "$tmp/err")"
 ! grep -q "$alice" "$tmp/err" || die "a key was printed"
+# Usage: keys need a TLS mode, and a listen address takes no user.
+st=0; "$R3MAP" serve --tls-psk "$tmp/keys.psk" memory:1M 2>"$tmp/err" || st=$?
+[ "$st" = 2 ] || die "--tls-psk without --tls: status $st"
+st=0; "$R3MAP" serve --tls=require memory:1M 2>"$tmp/err" || st=$?
+[ "$st" = 2 ] && grep -q -- "--tls-psk" "$tmp/err" \
+  || die "--tls=require alone: status $st, $(cat "$tmp/err")"
+st=0; "$R3MAP" serve --tls=require --tls-psk "$tmp/keys.psk" \
+  --listen "nbds+unix://alice@/?socket=$sock" memory:1M 2>"$tmp/err" || st=$?
+grep -q "no user name" "$tmp/err" || die "user in a listen URI: $(cat "$tmp/err")"
+[ "$st" != 0 ] || die "user in a listen URI accepted"
 echo PASS
