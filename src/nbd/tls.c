@@ -259,7 +259,13 @@ psk_setup (struct nbd_tls *t, const struct nbd_tls_options *o,
   SSL_CTX_set_app_data (t->ctx, t);
   /* External PSKs exist only from TLS 1.3 on with these callbacks. */
   if (t->server) {
-    if (SSL_CTX_set_ciphersuites (t->ctx, psk_ciphersuites) != 1)
+    /* A PSK handshake is a resumption to OpenSSL, which refuses one
+     * without a session id context when clients are verified (--tls-ca):
+     * "session id context uninitialized". */
+    static const unsigned char sid_ctx[] = "r3map-nbd";
+    if (SSL_CTX_set_session_id_context (t->ctx, sid_ctx,
+                                        sizeof sid_ctx - 1) != 1
+        || SSL_CTX_set_ciphersuites (t->ctx, psk_ciphersuites) != 1)
       return nbd_tls_err (err, ENOTSUP, "tls-psk: TLS 1.3 cipher suites");
     SSL_CTX_set_options (t->ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_psk_find_session_callback (t->ctx, psk_find_session);

@@ -93,6 +93,19 @@ grep -q "offered a certificate instead" "$tmp/err" \
   || die "our client's message: $(cat "$tmp/err")"
 stop_server || die "server exit status"
 
+# 2b. Client certificates required (--tls-ca): a PSK client's key is its
+# proof; a certificate client without a certificate is refused.
+serve --listen "nbd+unix:///?socket=$sock" --tls=require \
+      --tls-cert "$pki/ca-cert.pem" --tls-key "$pki/server-key.pem" \
+      --tls-ca "$pki/ca-cert.pem" --tls-psk "$tmp/keys.psk" memory:1M
+nbdinfo --size "$(uri alice "$tmp/alice.psk")" >/dev/null \
+  || die "PSK client of a server that verifies certificates"
+if nbdinfo --size "nbds+unix:///?socket=$sock&tls-certificates=$pki&tls-hostname=localhost" \
+     >/dev/null 2>&1; then
+  die "certificate client without a certificate accepted"
+fi
+stop_server || die "server exit status"
+
 # 3. Bad key files are refused at start, naming the line, never the key.
 printf 'alice:%s\nbob:abc\n' "$alice" > "$tmp/odd.psk"
 if "$R3MAP" serve --tls=require --tls-psk "$tmp/odd.psk" \
