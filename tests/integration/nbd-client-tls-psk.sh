@@ -13,7 +13,7 @@ printf 'alice:%s\n' "$alice" > "$T/keys.psk"
 printf 'alice:%s\n' "$(openssl rand -hex 32)" > "$T/wrong.psk"
 printf 'mallory:%s\n' "$(openssl rand -hex 32)" > "$T/mallory.psk"
 
-start_nbdkit psk --tls=require --tls-psk="$T/keys.psk" memory 16M
+start_nbdkit psk --tls=require --tls-psk="$T/keys.psk" memory 64M
 sock=$T/psk.sock
 good="nbds+unix://alice@/?socket=$sock&tls-psk-file=$T/keys.psk"
 
