@@ -57,7 +57,8 @@ typedef void (*r3m_nbd_log_fn) (void *user, enum r3m_nbd_log_level level,
 
 struct r3m_nbd_server_options {
   enum r3m_nbd_tls_mode tls;
-  const char *tls_cert;      /* PEM certificate (chain); needed unless off */
+  const char *tls_cert;      /* PEM certificate (chain); needed unless off
+                                or tls_psk is given */
   const char *tls_key;       /* PEM private key; default: tls_cert */
   const char *tls_ca;        /* when set, clients must present a
                                 certificate signed by this CA */
@@ -79,6 +80,11 @@ struct r3m_nbd_server_options {
                                 connection at a time, only with 2+ CPUs;
                                 see docs/nbd-server.md); default 50;
                                 0 = never */
+  const char *tls_psk;       /* TLS pre-shared keys, "user:hexkey" lines
+                                (GnuTLS psktool's format): a client naming
+                                a user of the file and proving its key gets
+                                in (TLS 1.3), besides or instead of
+                                tls_cert; read once, at r3m_nbd_server_new */
 };
 
 void r3m_nbd_server_options_init (struct r3m_nbd_server_options *o);

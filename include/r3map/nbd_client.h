@@ -8,6 +8,10 @@
  *                                         must chain to tls-ca and name HOST
  *   nbd+unix:///[EXPORT]?socket=PATH      Unix socket
  *   nbds+unix:///[EXPORT]?socket=PATH&tls-hostname=NAME
+ *   nbds://USER@HOST/[EXPORT]?tls-psk-file=FILE   TLS with USER's
+ *                                         pre-shared key instead of
+ *                                         certificates (also nbds+unix;
+ *                                         USER defaults to the login name)
  *
  * Query parameters: inflight=N (requests on the wire per connection,
  * default 64), connections=N (default 4, used only when the server

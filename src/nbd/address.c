@@ -83,10 +83,15 @@ nbd_uri_parse (const char *s, struct nbd_uri *u, struct r3m_error *err)
                      "nbds+unix://)", s);
   if (!u->uri.has_authority)
     return util_err (err, EINVAL, "%s: expected %s://...", s, u->uri.scheme);
-  if (u->uri.user)
-    return util_err (err, EINVAL,
-                     "%s: user names (TLS pre-shared keys) are not supported",
-                     s);
+  /* A user name is libnbd's way to name the TLS pre-shared key to use, so
+   * it makes sense with TLS only; a password never does (the key file
+   * holds the secret). */
+  if (u->uri.password)
+    return util_err (err, EINVAL, "%s: passwords in NBD URIs are not "
+                     "supported (use tls-psk-file=)", s);
+  if (u->uri.user && !u->tls)
+    return util_err (err, EINVAL, "%s: a user name (for TLS pre-shared "
+                     "keys) needs nbds:// or nbds+unix://", s);
   r = u->unix_socket ? parse_unix (s, u, err) : parse_tcp (s, u, err);
   if (r < 0)
     return r;

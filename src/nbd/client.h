@@ -45,6 +45,8 @@ struct nbd_cli_opts {
   struct nbd_uri uri;      /* where to connect, export name, TLS or not */
   char *tls_ca, *tls_cert, *tls_key;
   char *tls_hostname;      /* name the certificate must carry */
+  char *tls_psk_file;      /* pre-shared keys instead of certificates */
+  char *tls_username;      /* whose key: the URI's user, else the login */
   unsigned inflight;       /* requests on the wire per connection */
   unsigned connections;    /* wanted; 1 unless the server allows more */
   unsigned connect_timeout_ms; /* bounds the handshake; 0 = none */

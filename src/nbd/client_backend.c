@@ -217,6 +217,8 @@ make_tls (struct nbd_cli_pool *p, struct r3m_error *err)
   t.ca_file = p->o.tls_ca;
   t.cert_file = p->o.tls_cert;
   t.key_file = p->o.tls_key;
+  t.psk_file = p->o.tls_psk_file;
+  t.psk_user = p->o.tls_username;
   struct r3m_error e;
   r3m_error_clear (&e);
   int r = nbd_tls_new_client (&t, &p->tls, &e);

@@ -19,12 +19,18 @@
  *   tls-cert=FILE, tls-key=FILE   client certificate
  *   tls-hostname=NAME  name the server certificate must carry (default:
  *                      the URI's host)
+ *   tls-psk-file=FILE  TLS with a pre-shared key instead of certificates
+ *                      (psktool's format); the user is the URI's user part
+ *                      (nbds://alice@host/), by default the login name, as
+ *                      in libnbd
  */
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nbd/client.h"
 #include "util/error.h"
@@ -103,6 +109,51 @@ parse_switches (const struct util_uri *u, struct nbd_cli_opts *o,
   return 0;
 }
 
+/* libnbd's default user for a PSK: the login name, else the name of the
+ * effective user (getlogin fails without a controlling terminal). */
+static int
+default_username (struct nbd_cli_opts *o, struct r3m_error *err)
+{
+  char name[LOGIN_NAME_MAX + 1];
+  if (getlogin_r (name, sizeof name) == 0 && name[0]) {
+    o->tls_username = strdup (name);
+  } else {
+    struct passwd pw, *res = NULL;
+    char buf[4096];
+    if (getpwuid_r (geteuid (), &pw, buf, sizeof buf, &res) != 0 || !res)
+      return util_err (err, EINVAL, "%s: no user name for tls-psk-file: put "
+                       "one in the URI (nbds://USER@host/)", o->what);
+    o->tls_username = strdup (res->pw_name);
+  }
+  return o->tls_username ? 0 : util_errno (err, ENOMEM, "%s", o->what);
+}
+
+static int
+parse_psk (const struct util_uri *u, struct nbd_cli_opts *o,
+           struct r3m_error *err)
+{
+  int r = dup_param (u, "tls-psk-file", &o->tls_psk_file, o->what, err);
+  if (r < 0)
+    return r;
+  if (!o->tls_psk_file) {
+    if (u->user)
+      return util_err (err, EINVAL, "%s: a user name in the URI is for "
+                       "tls-psk-file=", o->what);
+    return 0;
+  }
+  /* One way of proving who is who per connection, as in libnbd. */
+  if (o->tls_ca || o->tls_cert || o->tls_key)
+    return util_err (err, EINVAL, "%s: tls-psk-file does not go with "
+                     "tls-ca, tls-cert or tls-key", o->what);
+  if (u->user && !*u->user)
+    return util_err (err, EINVAL, "%s: empty user name", o->what);
+  if (u->user) {
+    o->tls_username = strdup (u->user);
+    return o->tls_username ? 0 : util_errno (err, ENOMEM, "%s", o->what);
+  }
+  return default_username (o, err);
+}
+
 static int
 parse_tls (const struct util_uri *u, struct nbd_cli_opts *o,
            struct r3m_error *err)
@@ -114,16 +165,20 @@ parse_tls (const struct util_uri *u, struct nbd_cli_opts *o,
     r = dup_param (u, "tls-key", &o->tls_key, o->what, err);
   if (r == 0)
     r = dup_param (u, "tls-hostname", &o->tls_hostname, o->what, err);
+  if (r == 0)
+    r = parse_psk (u, o, err);
   if (r < 0)
     return r;
-  bool any = o->tls_ca || o->tls_cert || o->tls_key || o->tls_hostname;
+  bool any = o->tls_ca || o->tls_cert || o->tls_key || o->tls_hostname
+             || o->tls_psk_file;
   if (any && !o->uri.tls)
     return util_err (err, EINVAL, "%s: tls-* parameters need nbds:// or "
                      "nbds+unix://", o->what);
   if (!o->tls_cert != !o->tls_key)
     return util_err (err, EINVAL, "%s: tls-cert and tls-key go together",
                      o->what);
-  if (o->uri.tls && !o->tls_hostname) {
+  /* With a PSK there is no certificate whose name could be checked. */
+  if (o->uri.tls && !o->tls_hostname && !o->tls_psk_file) {
     if (o->uri.unix_socket)
       return util_err (err, EINVAL, "%s: nbds+unix needs tls-hostname= (the "
                        "name the server's certificate must carry)", o->what);
@@ -140,7 +195,8 @@ nbd_cli_opts_parse (const char *uri, unsigned open_flags,
 {
   static const char *const allowed[] = {
     "socket", "inflight", "connections", "connect-timeout", "request-timeout",
-    "tls-ca", "tls-cert", "tls-key", "tls-hostname", "extended-headers", NULL
+    "tls-ca", "tls-cert", "tls-key", "tls-hostname", "tls-psk-file",
+    "extended-headers", NULL
   };
   memset (o, 0, sizeof *o);
   o->inflight = NBD_CLI_DEFAULT_INFLIGHT;
@@ -174,5 +230,7 @@ nbd_cli_opts_free (struct nbd_cli_opts *o)
   free (o->tls_cert);
   free (o->tls_key);
   free (o->tls_hostname);
+  free (o->tls_psk_file);
+  free (o->tls_username);
   memset (o, 0, sizeof *o);
 }

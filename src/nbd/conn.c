@@ -49,7 +49,8 @@ struct nbd_conn {
   pthread_mutex_t tls_lock;    /* every call on ssl (inner to wlock) */
   SSL *ssl;                    /* NULL until a TLS handshake succeeded */
   unsigned char *stage;        /* TLS_STAGE_SIZE bytes once TLS is up */
-  char tls_peer[96];           /* verified client certificate's CN */
+  char tls_peer[96];           /* verified client certificate's CN, or
+                                  "psk user NAME" */
 };
 
 /* ---- creating --------------------------------------------------------- */
@@ -381,6 +382,39 @@ record_peer_name (struct nbd_conn *c)
   X509_free (cert);
 }
 
+/* A handshake failed with a protocol error (not a broken socket): if a
+ * pre-shared key was involved, say whose and what probably went wrong in
+ * err (OpenSSL's reasons follow when they help) and return true.  Never
+ * names a key. */
+static bool
+psk_failure (const struct nbd_tls_note *n, bool server, int ssl_error,
+             const char *peer, struct r3m_error *err)
+{
+  if (!n->psk_offered)
+    return false;
+  if (server && !n->user_known)
+    /* OpenSSL's reason would be about the certificate handshake it tried
+     * next, which only confuses. */
+    util_err (err, EACCES, "tls handshake with %s: unknown PSK user '%s'",
+              peer, n->user);
+  else if (server)
+    nbd_tls_err (err, EACCES, "tls handshake with %s: PSK user '%s' did not "
+                 "prove the key (wrong key?)", peer, n->user);
+  else if (n->cert_refused)
+    util_err (err, EACCES, "tls handshake with %s: the server did not accept "
+              "the pre-shared key of user '%s' (unknown user or wrong key?) "
+              "and offered a certificate instead", peer, n->user);
+  else
+    /* GnuTLS servers (nbdkit) close without an alert. */
+    nbd_tls_err (err, EACCES, "tls handshake with %s: the server refused "
+                 "the pre-shared key of user '%s' (unknown user or wrong "
+                 "key?)%s", peer, n->user,
+                 ssl_error == SSL_ERROR_ZERO_RETURN
+                 ? ": it closed the connection" : "");
+  ERR_clear_error ();
+  return true;
+}
+
 static int
 tls_handshake (struct nbd_conn *c, struct nbd_tls *tls, bool server,
                const char *hostname, struct r3m_error *err)
@@ -417,6 +451,9 @@ tls_handshake (struct nbd_conn *c, struct nbd_tls *tls, bool server,
   int fl = fcntl (c->fd, F_GETFL);
   fcntl (c->fd, F_SETFL, fl | O_NONBLOCK);
 
+  /* The note lives for the handshake only; detached before ssl is kept. */
+  struct nbd_tls_note note = { 0 };
+  nbd_tls_attach_note (ssl, &note);
   for (;;) {
     ERR_clear_error ();
     int r = server ? SSL_accept (ssl) : SSL_connect (ssl);
@@ -435,7 +472,14 @@ tls_handshake (struct nbd_conn *c, struct nbd_tls *tls, bool server,
     long v = SSL_get_verify_result (ssl);
     int code = e == SSL_ERROR_SYSCALL && ERR_peek_error () == 0
                ? (saved ? saved : ECONNRESET) : EPROTO;
-    if (v != X509_V_OK)
+    int ret = v != X509_V_OK ? -EACCES : -code;
+    /* An unknown user is worth naming even when the client hung up
+     * on the certificate it got instead. */
+    bool unknown = server && note.psk_offered && !note.user_known;
+    if ((code == EPROTO || unknown)
+        && psk_failure (&note, server, e, c->peer, err))
+      ret = -EACCES;
+    else if (v != X509_V_OK)
       nbd_tls_err (err, EACCES, "tls handshake with %s: certificate: %s",
                    c->peer, X509_verify_cert_error_string (v));
     else if (code != EPROTO)
@@ -444,7 +488,16 @@ tls_handshake (struct nbd_conn *c, struct nbd_tls *tls, bool server,
       nbd_tls_err (err, code, "tls handshake with %s", c->peer);
     SSL_free (ssl);
     free (stage);
-    return v != X509_V_OK ? -EACCES : -code;
+    return ret;
+  }
+  nbd_tls_attach_note (ssl, NULL);
+  if (!nbd_tls_psk_used (tls, ssl)) {
+    /* Cannot happen with psk_refuse_certificate in place; kept so that a
+     * PSK client never talks to a server that did not prove the key. */
+    SSL_free (ssl);
+    free (stage);
+    return util_err (err, EACCES, "tls handshake with %s: the server did not "
+                     "use the pre-shared key", c->peer);
   }
   pthread_mutex_lock (&c->wlock);
   pthread_mutex_lock (&c->tls_lock);
@@ -452,7 +505,9 @@ tls_handshake (struct nbd_conn *c, struct nbd_tls *tls, bool server,
   c->stage = stage;
   pthread_mutex_unlock (&c->tls_lock);
   pthread_mutex_unlock (&c->wlock);
-  if (server && nbd_tls_verifies_peer (tls))
+  if (server && note.user_known && SSL_session_reused (ssl))
+    snprintf (c->tls_peer, sizeof c->tls_peer, "psk user %s", note.user);
+  else if (server && nbd_tls_verifies_peer (tls))
     record_peer_name (c);
   return 0;
 }

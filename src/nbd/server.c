@@ -94,8 +94,9 @@ r3m_nbd_server_new (const struct r3m_nbd_server_options *o,
   if (o->busy_poll_us > 10000)
     return util_err (err, EINVAL, "nbd server: busy polling is at most "
                      "10000 us");
-  if (o->tls != R3M_NBD_TLS_OFF && !o->tls_cert)
-    return util_err (err, EINVAL, "nbd server: TLS needs a certificate");
+  if (o->tls != R3M_NBD_TLS_OFF && !o->tls_cert && !o->tls_psk)
+    return util_err (err, EINVAL, "nbd server: TLS needs a certificate or a "
+                     "pre-shared key file");
   struct r3m_nbd_server *srv = calloc (1, sizeof *srv);
   if (!srv)
     return util_errno (err, ENOMEM, "nbd server");
@@ -115,6 +116,9 @@ r3m_nbd_server_new (const struct r3m_nbd_server_options *o,
     r = copy_string (o->tls_key, &srv->tls_key, err);
   if (r == 0)
     r = copy_string (o->tls_ca, &srv->tls_ca, err);
+  if (r == 0)
+    r = copy_string (o->tls_psk, &srv->tls_psk, err);
+  srv->opts.tls_psk = srv->tls_psk;
   srv->opts.tls_cert = srv->tls_cert;
   srv->opts.tls_key = srv->tls_key;
   srv->opts.tls_ca = srv->tls_ca;
@@ -124,6 +128,7 @@ r3m_nbd_server_new (const struct r3m_nbd_server_options *o,
     to.cert_file = srv->tls_cert;
     to.key_file = srv->tls_key;
     to.ca_file = srv->tls_ca;
+    to.psk_file = srv->tls_psk;
     r = nbd_tls_new_server (&to, &srv->tls, err);
   }
   if (r == 0 && (srv->wake_fd = eventfd (0, EFD_CLOEXEC)) < 0)
@@ -320,9 +325,11 @@ r3m_nbd_server_listen (struct r3m_nbd_server *srv, const char *uri,
     r = util_uri_check_params (&u.uri, allowed, uri, err);
   if (r == 0 && u.export_name[0])
     r = util_err (err, EINVAL, "%s: a listen address names no export", uri);
+  if (r == 0 && u.uri.user)
+    r = util_err (err, EINVAL, "%s: a listen address has no user name", uri);
   if (r == 0 && u.tls && !srv->tls)
     r = util_err (err, EINVAL, "%s: TLS needs --tls=on or require and a "
-                  "certificate", uri);
+                  "certificate or pre-shared keys", uri);
   bool tls_required = u.tls || srv->opts.tls == R3M_NBD_TLS_REQUIRE;
   u.tls = tls_required;         /* so the printed address says nbds */
   struct nbd_listener *l = NULL;
@@ -747,6 +754,7 @@ r3m_nbd_server_free (struct r3m_nbd_server *srv)
   free (srv->tls_cert);
   free (srv->tls_key);
   free (srv->tls_ca);
+  free (srv->tls_psk);
   pthread_cond_destroy (&srv->conns_changed);
   pthread_mutex_destroy (&srv->shutdown_lock);
   pthread_mutex_destroy (&srv->lock);

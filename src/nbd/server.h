@@ -104,7 +104,7 @@ struct reap;
 
 struct r3m_nbd_server {
   struct r3m_nbd_server_options opts; /* strings point to our copies */
-  char *tls_cert, *tls_key, *tls_ca;
+  char *tls_cert, *tls_key, *tls_ca, *tls_psk;
   struct nbd_tls *tls;                /* NULL when TLS is off */
 
   pthread_mutex_t shutdown_lock;      /* one shutdown at a time; taken

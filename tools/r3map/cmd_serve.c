@@ -55,6 +55,9 @@ cli_serve_help (FILE *out)
 "      --tls-cert FILE        PEM server certificate (chain)\n"
 "      --tls-key FILE         PEM private key (default: in --tls-cert)\n"
 "      --tls-ca FILE          require client certificates signed by this CA\n"
+"      --tls-psk FILE         let in clients that prove a pre-shared key of\n"
+"                             FILE (lines user:hexkey, as psktool writes;\n"
+"                             TLS 1.3), instead of or besides --tls-cert\n"
 "      --workers N            threads per connection for backends that\n"
 "                             block (file, remote); default 16\n"
 "      --max-connections N    default 256\n"
@@ -72,7 +75,7 @@ cli_serve_help (FILE *out)
 "Once listening, each address is printed on standard output as\n"
 "  listening on nbd://127.0.0.1:10809\n"
 "Serving to other hosts needs an explicit --listen; use --tls=require with\n"
-"--tls-ca for that.  On exit every writable backend is flushed.\n"
+"--tls-ca or --tls-psk for that.  On exit every writable backend is flushed.\n"
 "\n"
 "Examples:\n"
 "  r3map serve memory:1G\n"
@@ -80,6 +83,8 @@ cli_serve_help (FILE *out)
 "  r3map serve -e a=memory:64M -e b=file:/tmp/b.img --read-only\n"
 "  r3map serve --tls=require --tls-cert server.pem --tls-key key.pem \\\n"
 "      --tls-ca ca.pem --listen nbds://0.0.0.0 memory:4G\n"
+"  r3map serve --tls=require --tls-psk keys.psk --listen nbds://0.0.0.0 \\\n"
+"      memory:4G      (client: nbds://alice@HOST/?tls-psk-file=keys.psk)\n"
 "\n"
 "Exit status: 0 after a clean shutdown, 1 on a runtime failure (cannot\n"
 "listen, a backend failed to flush), 2 on a usage error.\n"
@@ -168,7 +173,7 @@ parse_tls_mode (struct serve_args *a, const char *arg,
 
 enum {
   OPT_MIN_BLOCK = 0x100, OPT_NO_MULTI_CONN, OPT_TLS, OPT_TLS_CERT,
-  OPT_TLS_KEY, OPT_TLS_CA, OPT_WORKERS, OPT_MAX_CONN, OPT_GRACE, OPT_PID,
+  OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_PSK, OPT_WORKERS, OPT_MAX_CONN, OPT_GRACE, OPT_PID,
   OPT_BUSY_POLL,
 };
 
@@ -204,6 +209,9 @@ parse_option (struct serve_args *a, int c, const char *arg)
     return 0;
   case OPT_TLS_KEY:
     a->so.tls_key = arg;
+    return 0;
+  case OPT_TLS_PSK:
+    a->so.tls_psk = arg;
     return 0;
   case OPT_TLS_CA:
     a->so.tls_ca = arg;
@@ -249,6 +257,7 @@ parse_args (struct serve_args *a, int argc, char **argv, bool *stop)
     { "tls-cert", required_argument, NULL, OPT_TLS_CERT },
     { "tls-key", required_argument, NULL, OPT_TLS_KEY },
     { "tls-ca", required_argument, NULL, OPT_TLS_CA },
+    { "tls-psk", required_argument, NULL, OPT_TLS_PSK },
     { "workers", required_argument, NULL, OPT_WORKERS },
     { "max-connections", required_argument, NULL, OPT_MAX_CONN },
     { "busy-poll", required_argument, NULL, OPT_BUSY_POLL },
@@ -281,12 +290,13 @@ parse_args (struct serve_args *a, int argc, char **argv, bool *stop)
   if (a->nexports == 0)
     return cli_usage_error (a->cmd, "nothing to serve: give a BACKEND or "
                             "--export");
-  if (a->so.tls != R3M_NBD_TLS_OFF && !a->so.tls_cert)
-    return cli_usage_error (a->cmd, "--tls=%s needs --tls-cert",
+  if (a->so.tls != R3M_NBD_TLS_OFF && !a->so.tls_cert && !a->so.tls_psk)
+    return cli_usage_error (a->cmd, "--tls=%s needs --tls-cert or --tls-psk",
                             a->so.tls == R3M_NBD_TLS_ON ? "on" : "require");
-  if (a->so.tls == R3M_NBD_TLS_OFF && (a->so.tls_cert || a->so.tls_ca))
-    return cli_usage_error (a->cmd, "--tls-cert/--tls-ca need --tls=on or "
-                            "--tls=require");
+  if (a->so.tls == R3M_NBD_TLS_OFF
+      && (a->so.tls_cert || a->so.tls_ca || a->so.tls_psk))
+    return cli_usage_error (a->cmd, "--tls-cert/--tls-ca/--tls-psk need "
+                            "--tls=on or --tls=require");
   if (a->nlisten == 0)
     a->listen[a->nlisten++] = "nbd://127.0.0.1:10809";
   return 0;
