@@ -113,8 +113,6 @@ struct eng_puller {
   unsigned inflight;          /* submitted, completion not yet handled */
   unsigned window;
   uint32_t run_max;           /* chunks per background request */
-  unsigned char *arena;       /* buffers of the first `window` slots */
-  size_t arena_len, arena_used;
   unsigned running;           /* worker threads not yet exited */
   bool scanning, scanned;     /* one worker asks the remote for zero
                                  extents before anybody claims */

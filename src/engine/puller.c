@@ -50,7 +50,6 @@
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 
 #include "backend/handle.h"
 #include "engine/engine.h"
@@ -211,43 +210,14 @@ grow_run_locked (struct r3m_region *r, uint64_t c, bool from_queue)
   return n;
 }
 
-/* Buffers of a full window come from one arena with transparent huge
- * pages when they add up to at least this: 64 requests of 1 MiB are 16384
- * first-touch page faults in 4 KiB pages (about 40 ms of CPU on the
- * development VM, 5-7% of a 1 GiB copy) and 32 in 2 MiB pages. */
-#define ARENA_MIN (8u << 20)
-#define HUGE_PAGE (2u << 20)
-
-static unsigned char *
-arena_buf_locked (struct r3m_region *r, size_t len)
-{
-  struct eng_puller *p = &r->pull;
-  if (!p->arena && p->arena_len == 0) {
-    size_t want = (size_t) p->window * len;
-    p->arena_len = SIZE_MAX;            /* tried: do not try again */
-    if (want < ARENA_MIN || want / len != p->window)
-      return NULL;
-    want = (want + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-    void *a = mmap (NULL, want, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (a == MAP_FAILED)
-      return NULL;
-    (void) madvise (a, want, MADV_HUGEPAGE);  /* a hint; fine without */
-    p->arena = a;
-    p->arena_len = want;
-  }
-  if (!p->arena || p->arena_len - p->arena_used < len)
-    return NULL;
-  unsigned char *b = p->arena + p->arena_used;
-  p->arena_used += len;
-  return b;
-}
-
-static bool
-in_arena (const struct eng_puller *p, const unsigned char *b)
-{
-  return p->arena && b >= p->arena && b < p->arena + p->arena_len;
-}
+/* Run buffers are plain malloc'd memory, faulted in 4 KiB pages on first
+ * use.  They once came from one arena with transparent huge pages, to save
+ * the page faults of a full window (16384 for 64 x 1 MiB, about 40 ms of
+ * CPU): on VMs that hand freed memory back to their host (free page
+ * reporting) a huge page is exactly such a block and costs 1.5-2.8 s per
+ * GiB to touch again against 0.4 for 4 KiB pages (bench/page_populate),
+ * and `r3map copy` of 64 MiB took 0.14-0.17 s with the arena against
+ * 0.04-0.05 s without (docs/engine.md). */
 
 /* A fetch slot with a buffer of run_max chunks, or NULL (ENOMEM).  Slots
  * are kept on the free list and reused, never returned, so their buffers
@@ -264,8 +234,7 @@ slot_get_locked (struct r3m_region *r)
   }
   size_t len = (size_t) p->run_max * r->cs;
   f = calloc (1, sizeof *f);
-  if (f && !eng_cache_mem (r) && !(f->buf = arena_buf_locked (r, len))
-      && !(f->buf = malloc (len))) {
+  if (f && !eng_cache_mem (r) && !(f->buf = malloc (len))) {
     free (f);
     return NULL;
   }
@@ -766,12 +735,9 @@ eng_puller_free (struct r3m_region *r)
   while (p->free) {
     struct eng_fetch *f = p->free;
     p->free = f->next;
-    if (!in_arena (p, f->buf))
-      free (f->buf);
+    free (f->buf);
     free (f);
   }
-  if (p->arena)
-    munmap (p->arena, p->arena_len);
   free (p->order);
   free (p->queue);
   free (p->threads);
