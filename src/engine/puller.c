@@ -216,8 +216,8 @@ grow_run_locked (struct r3m_region *r, uint64_t c, bool from_queue)
  * CPU): on VMs that hand freed memory back to their host (free page
  * reporting) a huge page is exactly such a block and costs 1.5-2.8 s per
  * GiB to touch again against 0.4 for 4 KiB pages (bench/page_populate),
- * and `r3map copy` of 64 MiB took 0.14-0.17 s with the arena against
- * 0.04-0.05 s without (docs/engine.md). */
+ * and `r3map copy` of 64 MiB took 0.14-0.17 s in a third of the runs with
+ * the arena, 0.04-0.06 s in every run without (docs/engine.md). */
 
 /* A fetch slot with a buffer of run_max chunks, or NULL (ENOMEM).  Slots
  * are kept on the free list and reused, never returned, so their buffers
