@@ -214,36 +214,15 @@ opt_starttls (struct hs *h)
   return violation (h, "unexpected reply to %s (type 0x%" PRIx32 ")", during, type);
 }
 
-/* 1 if structured replies were agreed, 0 if refused. */
+/* An option without data that the server either agrees to (ACK, nothing
+ * else) or refuses with any error: 1 if agreed, 0 if refused. */
 static int
-opt_structured (struct hs *h)
+opt_flag (struct hs *h, uint32_t opt, const char *during)
 {
-  const char *during = "STRUCTURED_REPLY";
-  int r = send_option (h, NBD_OPT_STRUCTURED_REPLY, NULL, 0, during);
+  int r = send_option (h, opt, NULL, 0, during);
   uint32_t type, len;
   if (r == 0)
-    r = read_reply (h, NBD_OPT_STRUCTURED_REPLY, &type, &len, during);
-  if (r < 0)
-    return r;
-  if (type == NBD_REP_ACK) {
-    if (len != 0)
-      return violation (h, "%s ACK with %" PRIu32 " bytes", during, len);
-    return 1;
-  }
-  if (type & NBD_REP_ERR (0))
-    return skip (h, len, during);
-  return violation (h, "unexpected reply to %s (type 0x%" PRIx32 ")", during, type);
-}
-
-/* 1 if extended headers were agreed, 0 if refused. */
-static int
-opt_extended (struct hs *h)
-{
-  const char *during = "EXTENDED_HEADERS";
-  int r = send_option (h, NBD_OPT_EXTENDED_HEADERS, NULL, 0, during);
-  uint32_t type, len;
-  if (r == 0)
-    r = read_reply (h, NBD_OPT_EXTENDED_HEADERS, &type, &len, during);
+    r = read_reply (h, opt, &type, &len, during);
   if (r < 0)
     return r;
   if (type == NBD_REP_ACK) {
@@ -255,6 +234,18 @@ opt_extended (struct hs *h)
     return skip (h, len, during);
   return violation (h, "unexpected reply to %s (type 0x%" PRIx32 ")", during,
                     type);
+}
+
+static int
+opt_structured (struct hs *h)
+{
+  return opt_flag (h, NBD_OPT_STRUCTURED_REPLY, "STRUCTURED_REPLY");
+}
+
+static int
+opt_extended (struct hs *h)
+{
+  return opt_flag (h, NBD_OPT_EXTENDED_HEADERS, "EXTENDED_HEADERS");
 }
 
 static int
