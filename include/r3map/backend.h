@@ -83,6 +83,9 @@ struct r3m_extent {
 #define R3M_BACKEND_FAST_ZERO (1u << 2) /* zero() costs much less than a write */
 #define R3M_BACKEND_REMOTE    (1u << 3) /* every request waits for a network
                                             round trip: keep many in flight */
+#define R3M_BACKEND_SERIAL_WRITES (1u << 4) /* writes from several threads
+                                            take turns (a regular file's
+                                            inode lock): one writer is enough */
 
 struct r3m_backend_info {
   uint64_t size;             /* bytes; fixed for the life of the handle */

@@ -398,7 +398,8 @@ be_file_open (const struct util_uri *u, const char *uri, unsigned flags,
     .size = f->size,
     .align = 1,
     .preferred_io = blksize,
-    .flags = ro ? R3M_BACKEND_READ_ONLY : 0,
+    .flags = (ro ? R3M_BACKEND_READ_ONLY : 0)
+             | (f->is_bdev ? 0 : R3M_BACKEND_SERIAL_WRITES),
     /* Threads that block in the kernel while others submit: enough to keep
      * a disk queue busy for the puller, cheap while idle. */
     .async_threads = 8,

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -161,6 +162,78 @@ test_pull_first_returns_all_local (void **state)
   assert_int_equal (r3m_region_close (r, NULL), 0);
   r3m_backend_close (remote);
   r3m_backend_close (cache);
+}
+
+/* A cache whose writes take turns (R3M_BACKEND_SERIAL_WRITES, as a
+ * regular file declares) is stored into by one worker whatever
+ * pull_workers says: its pwrite never runs twice at once.  The writes are
+ * slow, so several workers would overlap them. */
+struct serial_cache {
+  unsigned char *mem;
+  atomic_int active, most;
+};
+
+static int
+serial_pread (void *self, void *buf, size_t len, uint64_t off)
+{
+  struct serial_cache *c = self;
+  memcpy (buf, c->mem + off, len);
+  return 0;
+}
+
+static int
+serial_pwrite (void *self, const void *buf, size_t len, uint64_t off,
+               unsigned flags)
+{
+  struct serial_cache *c = self;
+  int now = atomic_fetch_add (&c->active, 1) + 1;
+  int most = atomic_load (&c->most);
+  while (now > most && !atomic_compare_exchange_weak (&c->most, &most, now))
+    ;
+  struct timespec ts = { 0, 2 * 1000 * 1000 };
+  nanosleep (&ts, NULL);
+  memcpy (c->mem + off, buf, len);
+  atomic_fetch_sub (&c->active, 1);
+  return 0;
+}
+
+static void
+serial_close (void *self)
+{
+}
+
+static void
+test_serial_writes_cache_gets_one_worker (void **state)
+{
+  static const struct r3m_backend_ops ops = {
+    .name = "serial-test",
+    .pread = serial_pread,
+    .pwrite = serial_pwrite,
+    .close = serial_close,
+  };
+  struct serial_cache sc = { .mem = calloc (1, CS * NCHUNKS) };
+  assert_non_null (sc.mem);
+  struct r3m_backend_info info = { .size = CS * NCHUNKS, .align = 1,
+                                   .flags = R3M_BACKEND_SERIAL_WRITES };
+  struct r3m_backend *cache;
+  assert_int_equal (r3m_backend_new (&ops, &sc, &info, "serial-test:",
+                                     &cache, NULL), 0);
+  struct r3m_backend *remote = tu_memory (CS * NCHUNKS);
+  tu_fill (remote, 31);
+  struct r3m_region_options o;
+  r3m_region_options_init (&o);
+  o.chunk_size = CS;
+  o.pull_request_size = CS;       /* one store per chunk: many chances */
+  o.pull_workers = 4;
+  o.pull_first = true;
+  struct r3m_region *r;
+  assert_int_equal (r3m_region_open (remote, cache, &o, &r, NULL), 0);
+  assert_int_equal (atomic_load (&sc.most), 1);
+  assert_true (tu_check (cache, 31, 0, CS * NCHUNKS));
+  assert_int_equal (r3m_region_close (r, NULL), 0);
+  r3m_backend_close (remote);
+  r3m_backend_close (cache);
+  free (sc.mem);
 }
 
 /* Invalidate after the pull, with the remote changed in between: the
@@ -638,6 +711,7 @@ main (void)
     cmocka_unit_test (test_order_one_worker),
     cmocka_unit_test (test_order_two_workers),
     cmocka_unit_test (test_pull_first_returns_all_local),
+    cmocka_unit_test (test_serial_writes_cache_gets_one_worker),
     cmocka_unit_test (test_invalidate_none),
     cmocka_unit_test (test_invalidate_some),
     cmocka_unit_test (test_invalidate_all),
