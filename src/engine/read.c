@@ -19,6 +19,7 @@
 
 #include "engine/engine.h"
 #include "engine/fetch.h"
+#include "util/tsan.h"
 
 #define BATCH 64
 
@@ -79,7 +80,9 @@ static int
 read_local_run (struct r3m_region *r, uint64_t first, uint64_t last,
                 unsigned char *dst, size_t len, uint64_t off)
 {
+  UTIL_TSAN_IGNORE_READS_BEGIN ();
   int e = r3m_backend_pread (r->cache, dst, len, off);
+  UTIL_TSAN_IGNORE_READS_END ();
   for (uint64_t c = first; c <= last; c++)
     release_reader (r, c);
   if (e < 0)
@@ -367,6 +370,18 @@ hold_local (struct r3m_region *r, unsigned char *mem, uint64_t c)
   }
 }
 
+/* Hand pieces of the cache's memory to deliver.  A write to the same
+ * bytes may run meanwhile (see util/tsan.h). */
+static int
+deliver_cache (r3m_region_deliver_fn deliver, const struct iovec *iov,
+               int niov, void *user)
+{
+  UTIL_TSAN_IGNORE_READS_BEGIN ();
+  int res = deliver (iov, niov, user);
+  UTIL_TSAN_IGNORE_READS_END ();
+  return res;
+}
+
 /* The batch, with the cache lending memory `mem`.  Returns the callback's
  * result, or -errno if the read failed; *delivered tells which. */
 static int
@@ -417,7 +432,7 @@ deliver_batch (struct r3m_region *r, unsigned char *mem, struct span *sp,
     int niov = 0;
     for (size_t i = 0; i < n; i++)
       piece_add (iov, &niov, mem + sp[i].off, sp[i].len);
-    res = deliver (iov, niov, user);
+    res = deliver_cache (deliver, iov, niov, user);
     *delivered = true;
   }
 
@@ -453,7 +468,7 @@ deliver_batch (struct r3m_region *r, unsigned char *mem, struct span *sp,
       int niov = 0;
       for (size_t i = 0; i < n; i++)
         piece_add (iov, &niov, mem + sp[i].off, sp[i].len);
-      res = deliver (iov, niov, user);
+      res = deliver_cache (deliver, iov, niov, user);
       *delivered = true;
     }
   }
