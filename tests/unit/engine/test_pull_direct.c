@@ -24,20 +24,13 @@
 
 #include "fault.h"
 #include "testutil.h"
+#include "pull_fixture.h"
 #include "region_writer.h"
 
 #define CS 4096                 /* whole pages: the populate path runs */
 #define NCHUNKS 32
 #define SIZE (CS * NCHUNKS)
 #define RUN 4                   /* chunks per request in these tests */
-
-struct fx {
-  struct r3m_backend *mem, *remote, *cache, *inner_cache;
-  struct tfault *f, *cf;
-  struct r3m_region *r;
-  unsigned char *cmem;          /* the cache's lent memory, or NULL */
-  char dir[64];
-};
 
 static struct r3m_region_options
 opts (void)
@@ -53,54 +46,20 @@ opts (void)
   return o;
 }
 
-/* Remote: a pattern (seed) behind a fault wrapper answering on `threads`
- * threads (0: inline); cache: memory, lending its memory. */
+/* The run fixture with the cache's lent memory at hand. */
 static void
-setup (struct fx *x, uint64_t seed, unsigned threads)
+setup (struct pull_fx *x, uint64_t seed, unsigned threads)
 {
-  memset (x, 0, sizeof *x);
-  x->mem = tu_memory (SIZE);
-  x->cache = tu_memory (SIZE);
-  tu_fill (x->mem, seed);
-  assert_int_equal (tfault_new (x->mem, CS, threads, &x->remote, &x->f), 0);
+  pull_fx_setup (x, CS, SIZE, seed, threads);
   x->cmem = r3m_backend_direct (x->cache);
   assert_non_null (x->cmem);
 }
 
 static void
-open_region (struct fx *x, const struct r3m_region_options *o)
+open_with_first_read_stalled (struct pull_fx *x)
 {
-  assert_int_equal (r3m_region_open (x->remote, x->cache, o, &x->r, NULL), 0);
-}
-
-/* Open the region with the first remote read stalled after it read its
- * bytes (a run whose data is in hand but not yet stored), and wait until
- * the puller is stuck there. */
-static void
-open_with_first_read_stalled (struct fx *x)
-{
-  struct tfault_rule stall = { .ops = TF_OP (R3M_IO_READ), .times = 1,
-                               .stall = true, .after = true };
-  assert_int_equal (tfault_add (x->f, &stall), 0);
   struct r3m_region_options o = opts ();
-  open_region (x, &o);
-  assert_true (tfault_wait_stalled (x->f, 1, 10000));
-}
-
-static void
-teardown (struct fx *x)
-{
-  if (x->r)
-    assert_int_equal (r3m_region_close (x->r, NULL), 0);
-  r3m_backend_close (x->remote);
-  r3m_backend_close (x->mem);
-  r3m_backend_close (x->cache);
-  r3m_backend_close (x->inner_cache);
-  if (x->dir[0]) {
-    char cmd[128];
-    snprintf (cmd, sizeof cmd, "rm -rf '%s'", x->dir);
-    assert_int_equal (system (cmd), 0);
-  }
+  pull_fx_open_with_first_read_stalled (x, &o);
 }
 
 static bool
@@ -128,10 +87,10 @@ mem_zero (const unsigned char *p, uint64_t off, size_t len)
 static void
 pull_all (unsigned threads, uint64_t seed)
 {
-  struct fx x;
+  struct pull_fx x;
   setup (&x, seed, threads);
   struct r3m_region_options o = opts ();
-  open_region (&x, &o);
+  pull_fx_open (&x, &o);
   assert_int_equal (r3m_region_wait_pulled (x.r, 10000), 0);
   assert_true (mem_check (x.cmem, seed, 0, SIZE));
   assert_int_equal (tfault_calls (x.f, R3M_IO_READ), NCHUNKS / RUN);
@@ -146,7 +105,7 @@ pull_all (unsigned threads, uint64_t seed)
   unsigned char want[3 * CS];
   tu_pattern (seed, want, sizeof want, 5 * CS + 7);
   assert_memory_equal (got, want, sizeof got);
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 static void
@@ -166,14 +125,14 @@ test_runs_land_threaded (void **state)
 static void
 test_runs_land_in_warm_cache (void **state)
 {
-  struct fx x;
+  struct pull_fx x;
   setup (&x, 92, 2);
   memset (x.cmem, 0xa5, SIZE);
   struct r3m_region_options o = opts ();
-  open_region (&x, &o);
+  pull_fx_open (&x, &o);
   assert_int_equal (r3m_region_wait_pulled (x.r, 10000), 0);
   assert_true (mem_check (x.cmem, 92, 0, SIZE));
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 /* The bytes of a run are in the cache before the request completes, but
@@ -206,7 +165,7 @@ pause_ms (long ms)
 static void
 test_landed_run_waits_for_completion (void **state)
 {
-  struct fx x;
+  struct pull_fx x;
   setup (&x, 93, 2);
   open_with_first_read_stalled (&x);
   /* Run [0-3] is read, so its bytes are in the cache already ... */
@@ -229,7 +188,7 @@ test_landed_run_waits_for_completion (void **state)
   /* Fetched once, by the run. */
   assert_int_equal (tfault_chunk_reads (x.f, 1), 1);
   assert_int_equal (r3m_region_wait_pulled (x.r, 10000), 0);
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 /* A run whose bytes arrived but whose request failed (no retries): its
@@ -239,14 +198,14 @@ test_landed_run_waits_for_completion (void **state)
 static void
 test_failed_run_leaves_nothing_readable (void **state)
 {
-  struct fx x;
+  struct pull_fx x;
   setup (&x, 94, 2);
   struct tfault_rule fail = { .ops = TF_OP (R3M_IO_READ), .off = 0,
                               .len = RUN * CS, .error = EIO, .after = true };
   assert_int_equal (tfault_add (x.f, &fail), 0);
   struct r3m_region_options o = opts ();
   o.pull_window = 1;
-  open_region (&x, &o);
+  pull_fx_open (&x, &o);
   /* The pull stops at the first failure. */
   assert_int_equal (r3m_region_wait_pulled (x.r, 10000), -EIO);
   struct r3m_region_status st;
@@ -265,7 +224,7 @@ test_failed_run_leaves_nothing_readable (void **state)
   unsigned char want[CS];
   tu_pattern (94, want, CS, 2 * CS);
   assert_memory_equal (got, want, CS);
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 /* The run fails once after its bytes arrived; the retry (chunk by chunk)
@@ -273,14 +232,14 @@ test_failed_run_leaves_nothing_readable (void **state)
 static void
 test_failed_run_retried (void **state)
 {
-  struct fx x;
+  struct pull_fx x;
   setup (&x, 95, 2);
   struct tfault_rule fail = { .ops = TF_OP (R3M_IO_READ), .times = 1,
                               .error = EIO, .after = true };
   assert_int_equal (tfault_add (x.f, &fail), 0);
   struct r3m_region_options o = opts ();
   o.fetch_retries = 2;
-  open_region (&x, &o);
+  pull_fx_open (&x, &o);
   assert_int_equal (r3m_region_wait_pulled (x.r, 10000), 0);
   assert_true (mem_check (x.cmem, 95, 0, SIZE));
   for (uint64_t c = 0; c < RUN; c++)
@@ -290,7 +249,7 @@ test_failed_run_retried (void **state)
   assert_int_equal (st.chunks_local, NCHUNKS);
   assert_int_equal (st.fetches_background, NCHUNKS);
   assert_int_equal (st.bytes_fetched, SIZE);
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 /* Writes to chunks of a run whose bytes already landed in the cache: they
@@ -299,7 +258,7 @@ test_failed_run_retried (void **state)
 static void
 test_write_racing_landed_run (void **state)
 {
-  struct fx x;
+  struct pull_fx x;
   setup (&x, 96, 2);
   open_with_first_read_stalled (&x);
 
@@ -333,7 +292,7 @@ test_write_racing_landed_run (void **state)
   assert_int_equal (r3m_region_flush (x.r), 0);
   assert_true (tu_check (x.mem, 97, CS, CS));
   assert_true (tu_check (x.mem, 98, 2 * CS + 100, 50));
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 /* A chunk of a landed run is invalidated (the remote changed) before the
@@ -342,7 +301,7 @@ test_write_racing_landed_run (void **state)
 static void
 test_invalidate_landed_run (void **state)
 {
-  struct fx x;
+  struct pull_fx x;
   setup (&x, 99, 2);
   open_with_first_read_stalled (&x);
   assert_true (mem_check (x.cmem, 99, 0, RUN * CS));   /* old bytes landed */
@@ -360,7 +319,7 @@ test_invalidate_landed_run (void **state)
   unsigned char got[CS];
   assert_int_equal (r3m_region_read (x.r, got, CS, 3 * CS), 0);
   assert_memory_equal (got, buf, CS);
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 /* Zero extents still skip the transfer when runs land in place: a remote
@@ -415,7 +374,7 @@ static const struct r3m_backend_ops zx_ops = {
 static void
 test_zero_extents_skip_transfer (void **state)
 {
-  struct fx x;
+  struct pull_fx x;
   setup (&x, 101, 0);
   assert_int_equal (r3m_backend_zero (x.mem, 8 * CS, 8 * CS, 0), 0);
   struct r3m_backend_info info = { .size = SIZE, .align = 1,
@@ -439,7 +398,7 @@ test_zero_extents_skip_transfer (void **state)
   assert_int_equal (r3m_region_close (x.r, NULL), 0);
   x.r = NULL;
   r3m_backend_close (outer);
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 /* Close while a run is still being received into the cache's memory: the
@@ -448,13 +407,13 @@ test_zero_extents_skip_transfer (void **state)
 static void
 test_close_with_run_landing (void **state)
 {
-  struct fx x;
+  struct pull_fx x;
   setup (&x, 102, 2);
   struct tfault_rule stall = { .ops = TF_OP (R3M_IO_READ), .stall = true };
   assert_int_equal (tfault_add (x.f, &stall), 0);
   struct r3m_region_options o = opts ();
   o.close_timeout_ms = 200;
-  open_region (&x, &o);
+  pull_fx_open (&x, &o);
   assert_true (tfault_wait_stalled (x.f, 2, 10000));
   struct r3m_error err;
   assert_int_equal (r3m_region_close (x.r, &err), -ETIMEDOUT);
@@ -464,7 +423,7 @@ test_close_with_run_landing (void **state)
   /* The stalled reads go on and land; then the backends may go. */
   tfault_release (x.f);
   assert_true (tfault_wait_idle (x.f, 10000));
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 /* The same close with a cache that lends no memory: runs go to slot
@@ -472,7 +431,7 @@ test_close_with_run_landing (void **state)
 static void
 test_close_with_run_buffered (void **state)
 {
-  struct fx x;
+  struct pull_fx x;
   setup (&x, 103, 2);
   x.inner_cache = x.cache;
   assert_int_equal (tfault_new (x.inner_cache, CS, 0, &x.cache, &x.cf), 0);
@@ -481,13 +440,13 @@ test_close_with_run_buffered (void **state)
   assert_int_equal (tfault_add (x.f, &stall), 0);
   struct r3m_region_options o = opts ();
   o.close_timeout_ms = 200;
-  open_region (&x, &o);
+  pull_fx_open (&x, &o);
   assert_true (tfault_wait_stalled (x.f, 2, 10000));
   assert_int_equal (r3m_region_close (x.r, NULL), 0);
   x.r = NULL;
   tfault_release (x.f);
   assert_true (tfault_wait_idle (x.f, 10000));
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 /* Caches that lend no memory (file:, dir:, behind a counting wrapper):
@@ -495,7 +454,7 @@ test_close_with_run_buffered (void **state)
 static void
 pull_fallback (const char *scheme, uint64_t seed)
 {
-  struct fx x;
+  struct pull_fx x;
   setup (&x, seed, 2);
   r3m_backend_close (x.cache);
   x.cmem = NULL;
@@ -512,7 +471,7 @@ pull_fallback (const char *scheme, uint64_t seed)
   assert_null (r3m_backend_direct (x.inner_cache));
   assert_int_equal (tfault_new (x.inner_cache, CS, 0, &x.cache, &x.cf), 0);
   struct r3m_region_options o = opts ();
-  open_region (&x, &o);
+  pull_fx_open (&x, &o);
   assert_int_equal (r3m_region_wait_pulled (x.r, 10000), 0);
   assert_true (tu_check (x.inner_cache, seed, 0, SIZE));
   assert_int_equal (tfault_calls (x.cf, R3M_IO_WRITE), NCHUNKS / RUN);
@@ -521,7 +480,7 @@ pull_fallback (const char *scheme, uint64_t seed)
   r3m_region_status (x.r, &st);
   assert_int_equal (st.chunks_local, NCHUNKS);
   assert_int_equal (st.bytes_fetched, SIZE);
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 static void

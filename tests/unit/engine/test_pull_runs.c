@@ -21,18 +21,13 @@
 
 #include "fault.h"
 #include "testutil.h"
+#include "pull_fixture.h"
 #include "region_writer.h"
 
 #define CS 512
 #define NCHUNKS 32
 #define SIZE (CS * NCHUNKS)
 #define RUN 4                   /* chunks per request in these tests */
-
-struct fx {
-  struct r3m_backend *mem, *remote, *cache;
-  struct tfault *f;
-  struct r3m_region *r;
-};
 
 static struct r3m_region_options
 opts (void)
@@ -47,55 +42,27 @@ opts (void)
   return o;
 }
 
-/* Remote: a pattern (seed) behind a fault wrapper running submitted
- * requests on `threads` threads; cache: memory. */
 static void
-setup (struct fx *x, uint64_t size, uint64_t seed, unsigned threads)
+setup (struct pull_fx *x, uint64_t size, uint64_t seed, unsigned threads)
 {
-  x->mem = tu_memory (size);
-  x->cache = tu_memory (size);
-  tu_fill (x->mem, seed);
-  assert_int_equal (tfault_new (x->mem, CS, threads, &x->remote, &x->f), 0);
+  pull_fx_setup (x, CS, size, seed, threads);
 }
 
 static void
-open_region (struct fx *x, const struct r3m_region_options *o)
+open_with_first_read_stalled (struct pull_fx *x)
 {
-  assert_int_equal (r3m_region_open (x->remote, x->cache, o, &x->r, NULL), 0);
-}
-
-/* Open the region with the first remote read stalled after it read its
- * bytes (a run whose data is in hand but not yet stored), and wait until
- * the puller is stuck there. */
-static void
-open_with_first_read_stalled (struct fx *x)
-{
-  struct tfault_rule stall = { .ops = TF_OP (R3M_IO_READ), .times = 1,
-                               .stall = true, .after = true };
-  assert_int_equal (tfault_add (x->f, &stall), 0);
   struct r3m_region_options o = opts ();
-  open_region (x, &o);
-  assert_true (tfault_wait_stalled (x->f, 1, 10000));
-}
-
-static void
-teardown (struct fx *x)
-{
-  if (x->r)
-    assert_int_equal (r3m_region_close (x->r, NULL), 0);
-  r3m_backend_close (x->remote);
-  r3m_backend_close (x->mem);
-  r3m_backend_close (x->cache);
+  pull_fx_open_with_first_read_stalled (x, &o);
 }
 
 /* Every chunk read exactly once, in NCHUNKS / RUN requests. */
 static void
 test_one_request_per_run (void **state)
 {
-  struct fx x = { 0 };
+  struct pull_fx x = { 0 };
   setup (&x, SIZE, 70, 0);
   struct r3m_region_options o = opts ();
-  open_region (&x, &o);
+  pull_fx_open (&x, &o);
   assert_int_equal (r3m_region_wait_pulled (x.r, 10000), 0);
   assert_int_equal (tfault_calls (x.f, R3M_IO_READ), NCHUNKS / RUN);
   for (uint64_t c = 0; c < NCHUNKS; c++)
@@ -106,7 +73,7 @@ test_one_request_per_run (void **state)
   assert_int_equal (st.fetches_background, NCHUNKS);
   assert_int_equal (st.bytes_fetched, SIZE);
   assert_int_equal (st.chunks_local, NCHUNKS);
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 /* A region whose last chunk is short: the last run's request ends at the
@@ -114,19 +81,19 @@ test_one_request_per_run (void **state)
 static void
 test_short_last_chunk_in_run (void **state)
 {
-  struct fx x = { 0 };
+  struct pull_fx x = { 0 };
   uint64_t size = SIZE - CS / 2 - 3;
   setup (&x, size, 71, 2);
   struct r3m_region_options o = opts ();
   o.pull_window = 3;
-  open_region (&x, &o);
+  pull_fx_open (&x, &o);
   assert_int_equal (r3m_region_wait_pulled (x.r, 10000), 0);
   assert_true (tu_check (x.cache, 71, 0, size));
   assert_int_equal (tfault_calls (x.f, R3M_IO_READ), NCHUNKS / RUN);
   struct r3m_region_status st;
   r3m_region_status (x.r, &st);
   assert_int_equal (st.bytes_fetched, size);
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 /* Every third chunk first: a run only takes chunks that are next in the
@@ -182,21 +149,21 @@ logged_all (void *p)
 static void
 check_runs (r3m_priority_fn prio, const uint64_t *want, uint64_t requests)
 {
-  struct fx x = { 0 };
+  struct pull_fx x = { 0 };
   setup (&x, SIZE, 72, 0);
   struct order_log log = { .mu = PTHREAD_MUTEX_INITIALIZER };
   struct r3m_region_options o = opts ();
   o.priority = prio;
   o.on_chunk_local = log_local;
   o.on_chunk_local_user = &log;
-  open_region (&x, &o);
+  pull_fx_open (&x, &o);
   assert_int_equal (r3m_region_wait_pulled (x.r, 10000), 0);
   assert_true (tu_poll (logged_all, &log, 10000));
   for (size_t i = 0; i < NCHUNKS; i++)
     assert_int_equal (log.seq[i], want[i]);
   assert_int_equal (tfault_calls (x.f, R3M_IO_READ), requests);
   assert_true (tu_check (x.cache, 72, 0, SIZE));
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 static void
@@ -229,13 +196,13 @@ test_runs_keep_priority_order (void **state)
 static void
 test_runs_stop_at_local_chunks (void **state)
 {
-  struct fx x = { 0 };
+  struct pull_fx x = { 0 };
   setup (&x, SIZE, 73, 2);
   struct tfault_rule stall = { .ops = TF_OP (R3M_IO_READ), .times = 1,
                                .stall = true };
   assert_int_equal (tfault_add (x.f, &stall), 0);
   struct r3m_region_options o = opts ();
-  open_region (&x, &o);
+  pull_fx_open (&x, &o);
   assert_true (tfault_wait_stalled (x.f, 1, 10000));   /* run [0-3] */
   unsigned char buf[CS];
   tu_pattern (74, buf, CS, 6 * CS);
@@ -256,7 +223,7 @@ test_runs_stop_at_local_chunks (void **state)
   assert_true (tu_check (x.cache, 73, 7 * CS, 2 * CS));
   assert_true (tu_check (x.cache, 74, 9 * CS, CS));
   assert_true (tu_check (x.cache, 73, 10 * CS, SIZE - 10 * CS));
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 /* A chunk that keeps failing fails alone: the run is retried chunk by
@@ -264,14 +231,14 @@ test_runs_stop_at_local_chunks (void **state)
 static void
 test_run_failure_fails_only_bad_chunk (void **state)
 {
-  struct fx x = { 0 };
+  struct pull_fx x = { 0 };
   setup (&x, SIZE, 75, 0);
   struct tfault_rule fail = { .ops = TF_OP (R3M_IO_READ), .off = 5 * CS,
                               .len = CS, .error = ENODATA };
   assert_int_equal (tfault_add (x.f, &fail), 0);
   struct r3m_region_options o = opts ();
   o.fetch_retries = 1;
-  open_region (&x, &o);
+  pull_fx_open (&x, &o);
   assert_int_equal (r3m_region_wait_pulled (x.r, 10000), -ENODATA);
   struct r3m_region_status st;
   r3m_region_status (x.r, &st);
@@ -294,14 +261,14 @@ test_run_failure_fails_only_bad_chunk (void **state)
   assert_true (tu_check (x.cache, 75, 0, 5 * CS));
   assert_true (tu_check (x.cache, 75, 6 * CS, 2 * CS));
   assert_int_equal (r3m_region_read (x.r, buf, CS, 5 * CS), -ENODATA);
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 /* A failure that the retries cover: everything ends local, no error. */
 static void
 test_run_transient_failure_retried (void **state)
 {
-  struct fx x = { 0 };
+  struct pull_fx x = { 0 };
   setup (&x, SIZE, 76, 2);
   struct tfault_rule fail = { .ops = TF_OP (R3M_IO_READ), .times = 2,
                               .off = 10 * CS, .len = CS, .error = EIO };
@@ -310,7 +277,7 @@ test_run_transient_failure_retried (void **state)
   o.pull_window = 4;
   o.pull_workers = 2;
   o.fetch_retries = 2;
-  open_region (&x, &o);
+  pull_fx_open (&x, &o);
   assert_int_equal (r3m_region_wait_pulled (x.r, 10000), 0);
   assert_true (tu_check (x.cache, 76, 0, SIZE));
   assert_int_equal (tfault_chunk_reads (x.f, 10), 3);
@@ -321,7 +288,7 @@ test_run_transient_failure_retried (void **state)
   assert_int_equal (st.errors, 0);
   assert_int_equal (st.fetches_background, NCHUNKS);
   assert_int_equal (st.bytes_fetched, SIZE);
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 /* Writes to chunks of a run whose data is already read but not yet
@@ -330,7 +297,7 @@ test_run_transient_failure_retried (void **state)
 static void
 test_write_racing_run (void **state)
 {
-  struct fx x = { 0 };
+  struct pull_fx x = { 0 };
   setup (&x, SIZE, 77, 2);
   /* The first read (run [0-3]) has its data, then stalls. */
   open_with_first_read_stalled (&x);
@@ -374,7 +341,7 @@ test_write_racing_run (void **state)
   assert_true (tu_check (x.mem, 79, 2 * CS + 100, 50));
   assert_true (tu_check (x.mem, 77, 2 * CS, 100));
   assert_true (tu_check (x.mem, 77, 4 * CS, SIZE - 4 * CS));
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 /* A chunk of a run in flight is invalidated: its old bytes are not kept;
@@ -382,7 +349,7 @@ test_write_racing_run (void **state)
 static void
 test_invalidate_chunk_of_run_in_flight (void **state)
 {
-  struct fx x = { 0 };
+  struct pull_fx x = { 0 };
   setup (&x, SIZE, 80, 2);
   open_with_first_read_stalled (&x);   /* run [0-3] read */
   /* The remote changes chunk 2 after the run read it. */
@@ -402,7 +369,7 @@ test_invalidate_chunk_of_run_in_flight (void **state)
   unsigned char got[CS];
   assert_int_equal (r3m_region_read (x.r, got, CS, 2 * CS), 0);
   assert_memory_equal (got, buf, CS);
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 /* pull_request_size 0 (the zero-valued struct) means one chunk per
@@ -410,15 +377,15 @@ test_invalidate_chunk_of_run_in_flight (void **state)
 static void
 test_request_size_zero_is_one_chunk (void **state)
 {
-  struct fx x = { 0 };
+  struct pull_fx x = { 0 };
   setup (&x, SIZE, 82, 0);
   struct r3m_region_options o = opts ();
   o.pull_request_size = 0;
-  open_region (&x, &o);
+  pull_fx_open (&x, &o);
   assert_int_equal (r3m_region_wait_pulled (x.r, 10000), 0);
   assert_int_equal (tfault_calls (x.f, R3M_IO_READ), NCHUNKS);
   assert_true (tu_check (x.cache, 82, 0, SIZE));
-  teardown (&x);
+  pull_fx_teardown (&x);
 }
 
 /* A remote that runs requests inline gets runs of at most 64 KiB (no
@@ -429,17 +396,17 @@ test_inline_remote_runs_capped (void **state)
 {
   enum { BIG = 16384 };
   for (unsigned threads = 0; threads <= 2; threads += 2) {
-    struct fx x = { 0 };
+    struct pull_fx x = { 0 };
     setup (&x, (uint64_t) BIG * NCHUNKS, 83, threads);
     struct r3m_region_options o = opts ();
     o.chunk_size = BIG;
     o.pull_request_size = 1 << 20;
-    open_region (&x, &o);
+    pull_fx_open (&x, &o);
     assert_int_equal (r3m_region_wait_pulled (x.r, 10000), 0);
     assert_int_equal (tfault_calls (x.f, R3M_IO_READ),
                       threads ? 1 : NCHUNKS / ((64 << 10) / BIG));
     assert_true (tu_check (x.cache, 83, 0, (uint64_t) BIG * NCHUNKS));
-    teardown (&x);
+    pull_fx_teardown (&x);
   }
 }
 
@@ -491,7 +458,7 @@ static const struct r3m_backend_ops slow_ops = {
 static unsigned
 stalled_window (unsigned extents_ms)
 {
-  struct fx x = { 0 };
+  struct pull_fx x = { 0 };
   setup (&x, SIZE, 84, 0);
   struct tfault_rule stall = { .ops = TF_OP (R3M_IO_READ), .stall = true };
   assert_int_equal (tfault_add (x.f, &stall), 0);
@@ -514,7 +481,7 @@ stalled_window (unsigned extents_ms)
   assert_int_equal (r3m_region_close (x.r, NULL), 0);
   x.r = NULL;
   r3m_backend_close (outer);
-  teardown (&x);
+  pull_fx_teardown (&x);
   return n;
 }
 
