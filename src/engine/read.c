@@ -370,12 +370,17 @@ hold_local (struct r3m_region *r, unsigned char *mem, uint64_t c)
   }
 }
 
-/* Hand pieces of the cache's memory to deliver.  A write to the same
- * bytes may run meanwhile (see util/tsan.h). */
+/* Hand the batch's spans, where they lie in the cache's memory mem, to
+ * deliver as pieces (adjacent spans joined).  A write to the same bytes
+ * may run meanwhile (see util/tsan.h). */
 static int
-deliver_cache (r3m_region_deliver_fn deliver, const struct iovec *iov,
-               int niov, void *user)
+deliver_cache (const unsigned char *mem, const struct span *sp, size_t n,
+               r3m_region_deliver_fn deliver, void *user)
 {
+  struct iovec iov[BATCH];
+  int niov = 0;
+  for (size_t i = 0; i < n; i++)
+    piece_add (iov, &niov, mem + sp[i].off, sp[i].len);
   UTIL_TSAN_IGNORE_READS_BEGIN ();
   int res = deliver (iov, niov, user);
   UTIL_TSAN_IGNORE_READS_END ();
@@ -428,11 +433,7 @@ deliver_batch (struct r3m_region *r, unsigned char *mem, struct span *sp,
   int res = err;
   /* Fast: nothing to wait for, so deliver while ours are still BUSY. */
   if (!any_wait && err == 0 && !(any_mine && any_stale (r, sp, k, n))) {
-    struct iovec iov[BATCH];
-    int niov = 0;
-    for (size_t i = 0; i < n; i++)
-      piece_add (iov, &niov, mem + sp[i].off, sp[i].len);
-    res = deliver_cache (deliver, iov, niov, user);
+    res = deliver_cache (mem, sp, n, deliver, user);
     *delivered = true;
   }
 
@@ -464,11 +465,7 @@ deliver_batch (struct r3m_region *r, unsigned char *mem, struct span *sp,
       }
     res = err;
     if (err == 0) {
-      struct iovec iov[BATCH];
-      int niov = 0;
-      for (size_t i = 0; i < n; i++)
-        piece_add (iov, &niov, mem + sp[i].off, sp[i].len);
-      res = deliver_cache (deliver, iov, niov, user);
+      res = deliver_cache (mem, sp, n, deliver, user);
       *delivered = true;
     }
   }
