@@ -130,7 +130,7 @@ enum nbd_cli_slot_state {
 struct nbd_cli_slot {
   struct r3m_io *io;
   uint64_t off;
-  uint32_t len;
+  uint64_t len;              /* 64-bit only with extended headers */
   uint16_t cmd;
   uint16_t cmd_flags;
   char *buf;               /* READ: destination; WRITE: source */

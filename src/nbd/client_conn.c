@@ -45,7 +45,11 @@
 
 #define BATCH           64            /* requests per writev */
 #define BATCH_BYTES     (8u << 20)    /* payload per writev */
-#define BIG_PART        (1u << 30)    /* TRIM/WRITE_ZEROES/BLOCK_STATUS */
+/* TRIM, WRITE_ZEROES, CACHE and BLOCK_STATUS go in parts of at most this
+ * with compact headers (32-bit lengths); with extended headers their
+ * 64-bit effect length takes any range of an export whole. */
+#define BIG_PART        (UINT64_C (1) << 30)
+#define EXT_BIG_PART    (UINT64_C (1) << 62)
 #define ZERO_BUF_MAX    (1u << 20)
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -92,21 +96,21 @@ on_reader_thread (const struct nbd_cli_conn *c)
   return c->threads && pthread_equal (pthread_self (), c->reader);
 }
 
-static uint32_t
+static uint64_t
 part_cap (const struct nbd_cli_conn *c, const struct r3m_io *io)
 {
   const struct nbd_cli_split *sp = NBD_CLI_SPLIT (io);
   if (sp && sp->flush_stage)
     return 0;
+  uint64_t big = c->ex.extended ? EXT_BIG_PART : BIG_PART;
   switch ((int) io->op) {
   case R3M_IO_READ:
   case R3M_IO_WRITE:
     return c->max_io;
   case R3M_IO_ZERO:
-    return (c->ex.flags & NBD_FLAG_SEND_WRITE_ZEROES) ? BIG_PART
-           : (uint32_t) c->zero_len;
+    return (c->ex.flags & NBD_FLAG_SEND_WRITE_ZEROES) ? big : c->zero_len;
   default:
-    return BIG_PART;
+    return big;
   }
 }
 
@@ -338,7 +342,7 @@ struct batch {
  * send with a payload, must say so with PAYLOAD_LEN); returns its size. */
 static size_t
 encode_request (const struct nbd_cli_conn *c, char *h, uint16_t flags,
-                uint16_t cmd, uint64_t cookie, uint64_t off, uint32_t len)
+                uint16_t cmd, uint64_t cookie, uint64_t off, uint64_t len)
 {
   if (c->ex.extended) {
     nbd_put32 (h, NBD_EXT_REQUEST_MAGIC);
@@ -355,7 +359,7 @@ encode_request (const struct nbd_cli_conn *c, char *h, uint16_t flags,
   nbd_put16 (h + 6, cmd);
   nbd_put64 (h + 8, cookie);
   nbd_put64 (h + 16, off);
-  nbd_put32 (h + 24, len);
+  nbd_put32 (h + 24, (uint32_t) len);   /* part_cap kept it below 2^32 */
   return NBD_REQUEST_SIZE;
 }
 
@@ -389,7 +393,7 @@ take_part_locked (struct nbd_cli_conn *c, struct nbd_cli_queue *q,
   sl->cover.end = 0;
   sl->cover.n = 0;
   sl->off = io->off + sent;
-  sl->len = (uint32_t) len;
+  sl->len = len;
   sl->since = util_now_ns ();
   sl->buf = NULL;
   sl->cmd_flags = 0;

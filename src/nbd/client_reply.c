@@ -44,7 +44,7 @@ struct req {
   struct nbd_cli_slot *sl;
   uint16_t cmd;
   uint64_t off;
-  uint32_t len;
+  uint64_t len;
 };
 
 int
@@ -210,7 +210,7 @@ claim (struct nbd_cli_conn *c, struct req *q, uint64_t off, uint64_t n,
 {
   if (off < q->off || off - q->off > q->len || n > q->len - (off - q->off))
     return violation (c, "%s at %" PRIu64 "+%" PRIu64 " outside the request "
-                      "%" PRIu64 "+%" PRIu32, what, off, n, q->off, q->len);
+                      "%" PRIu64 "+%" PRIu64, what, off, n, q->off, q->len);
   uint64_t a = off - q->off;
   if (!cover_add (&q->sl->cover, a, a + n))
     return violation (c, "%s at %" PRIu64 "+%" PRIu64 " overlaps earlier "
@@ -391,7 +391,7 @@ chunk_error (struct nbd_cli_conn *c, struct req *q, uint16_t type,
     q->sl->result = code;
   pthread_mutex_lock (&c->lock);
   c->req_error = code;
-  snprintf (c->req_msg, sizeof c->req_msg, "%s: %s at %" PRIu64 "+%" PRIu32
+  snprintf (c->req_msg, sizeof c->req_msg, "%s: %s at %" PRIu64 "+%" PRIu64
             " failed: %s%s%s", c->what, cmd_name (q->cmd), q->off, q->len,
             strerror (-code), keep ? ": " : "", msg);
   pthread_mutex_unlock (&c->lock);
@@ -440,7 +440,7 @@ chunk (struct nbd_cli_conn *c, struct req *q, uint16_t flags, uint16_t type,
   /* The reply is complete: a success must have delivered everything. */
   int result = q->sl->result;
   if (result == 0 && q->cmd == NBD_CMD_READ && q->sl->cover.end != q->len)
-    return violation (c, "READ at %" PRIu64 "+%" PRIu32 " done with only "
+    return violation (c, "READ at %" PRIu64 "+%" PRIu64 " done with only "
                       "part of the data", q->off, q->len);
   if (result == 0 && q->cmd == NBD_CMD_BLOCK_STATUS && !q->sl->status_seen)
     return violation (c, "BLOCK_STATUS done without extents");
@@ -498,7 +498,7 @@ simple (struct nbd_cli_conn *c, const char *h)
   if (e != 0) {
     pthread_mutex_lock (&c->lock);
     c->req_error = result;
-    snprintf (c->req_msg, sizeof c->req_msg, "%s: %s at %" PRIu64 "+%" PRIu32
+    snprintf (c->req_msg, sizeof c->req_msg, "%s: %s at %" PRIu64 "+%" PRIu64
               " failed: %s", c->what, cmd_name (q.cmd), q.off, q.len,
               strerror (-result));
     pthread_mutex_unlock (&c->lock);

@@ -344,13 +344,13 @@ read_ext_req (struct fake_conn *c, struct fk_req *r, const char *h)
     return false;
   uint64_t len = (uint64_t) nbd_get32 (h + 24) << 32 | nbd_get32 (t);
   bool payload = r->flags & NBD_CMD_FLAG_PAYLOAD_LEN;
-  if (len > UINT32_MAX || payload != (r->type == NBD_CMD_WRITE)) {
+  if ((payload && len > UINT32_MAX) || payload != (r->type == NBD_CMD_WRITE)) {
     fake_fail (c->f, "extended request type %u, flags 0x%x, length %llu",
                r->type, r->flags, (unsigned long long) len);
     return false;
   }
   r->flags &= (uint16_t) ~NBD_CMD_FLAG_PAYLOAD_LEN;
-  r->len = (uint32_t) len;
+  r->len = len;
   return true;
 }
 

@@ -111,7 +111,7 @@ void fk_opt_reply (struct fake_conn *c, uint32_t opt, uint32_t type,
 struct fk_req {
   uint16_t flags, type;
   uint64_t cookie, off;
-  uint32_t len;
+  uint64_t len;              /* 64-bit effect lengths with extended headers */
   void *data;                /* WRITE payload (malloc'ed), else NULL */
 };
 /* Read one request (and a WRITE's payload).  false at end of stream. */

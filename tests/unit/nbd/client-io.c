@@ -657,6 +657,86 @@ extended_headers_requests_and_replies (void **state)
   free_seen (&s);
 }
 
+/* Ranges beyond 4 GiB: with extended headers TRIM, WRITE_ZEROES and
+ * BLOCK_STATUS go as one request with a 64-bit effect length; compact
+ * headers split them at 1 GiB (block status asks about the first GiB). */
+static void
+big_range_script (struct fake_conn *c)
+{
+  struct seen *s = c->f->user;
+  if (!fake_handshake (c))
+    return;
+  struct fk_req r;
+  while (fk_read_req (c, &r) && r.type != NBD_CMD_DISC) {
+    if (r.type == NBD_CMD_BLOCK_STATUS && c->ext) {
+      char p[4 + 4 + 16];
+      nbd_put32 (p, FAKE_META_ID);
+      nbd_put32 (p + 4, 1);
+      nbd_put64 (p + 8, r.len);
+      nbd_put64 (p + 16, NBD_STATE_HOLE | NBD_STATE_ZERO);
+      fk_chunk (c, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS_EXT,
+                r.cookie, p, sizeof p);
+    } else if (r.type == NBD_CMD_BLOCK_STATUS) {
+      const uint32_t e[1][2] = { { (uint32_t) r.len,
+                                   NBD_STATE_HOLE | NBD_STATE_ZERO } };
+      fk_status (c, r.cookie, true, FAKE_META_ID, e, 1);
+    } else if (c->ext)
+      fk_done (c, r.cookie);
+    else
+      fk_simple (c, r.cookie, 0, NULL, 0);
+    record (c, s, &r);
+  }
+}
+
+static void
+big_ranges (bool extended)
+{
+  static struct seen s;
+  memset (&s, 0, sizeof s);
+  const uint64_t gib = UINT64_C (1) << 30, len = 5 * gib;
+  struct fake_cfg cfg = fake_default_cfg ();
+  cfg.extended = extended;
+  cfg.size = 8 * gib;
+  struct fake *f = fake_start (big_range_script, &s, &cfg);
+  struct r3m_backend *b = open_uri (f, "&connections=1");
+  assert_int_equal (r3m_backend_zero (b, len, gib, 0), 0);
+  assert_int_equal (r3m_backend_trim (b, len, 0), 0);
+  struct r3m_extent e[4];
+  size_t n;
+  assert_int_equal (r3m_backend_extents (b, 0, len, e, 4, &n), 0);
+  assert_true (n >= 1);
+  assert_int_equal (e[0].flags, R3M_EXTENT_HOLE | R3M_EXTENT_ZERO);
+  assert_int_equal (e[0].len, extended ? len : gib);
+  r3m_backend_close (b);
+  assert_true (fake_stop (f));
+  int parts = extended ? 1 : 5;
+  assert_int_equal (s.n, 2 * parts + 1);
+  uint64_t zeroed = 0, trimmed = 0;
+  for (int i = 0; i < 2 * parts; i++) {
+    assert_true (s.req[i].len == (extended ? len : gib));
+    if (s.req[i].type == NBD_CMD_WRITE_ZEROES)
+      zeroed += s.req[i].len;
+    else if (s.req[i].type == NBD_CMD_TRIM)
+      trimmed += s.req[i].len;
+  }
+  assert_true (zeroed == len && trimmed == len);
+  assert_int_equal (s.req[2 * parts].type, NBD_CMD_BLOCK_STATUS);
+  assert_true (s.req[2 * parts].len == (extended ? len : gib));
+  free_seen (&s);
+}
+
+static void
+big_ranges_extended_go_whole (void **state)
+{
+  big_ranges (true);
+}
+
+static void
+big_ranges_compact_are_split (void **state)
+{
+  big_ranges (false);
+}
+
 /* The scrambling memory server, with extended headers. */
 static void
 extended_headers_memory_server (void **state)
@@ -704,6 +784,8 @@ main (void)
     cmocka_unit_test (simple_replies_read_write),
     cmocka_unit_test (extended_headers_requests_and_replies),
     cmocka_unit_test (extended_headers_memory_server),
+    cmocka_unit_test (big_ranges_extended_go_whole),
+    cmocka_unit_test (big_ranges_compact_are_split),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }

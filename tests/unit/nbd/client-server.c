@@ -165,6 +165,42 @@ zero_and_block_status (void **state)
   rig_stop (&g);
 }
 
+/* Ranges past 4 GiB (a sparse 8 GiB file): zeroing 5 GiB and asking about
+ * it work whether the client sends one 64-bit request (extended headers)
+ * or 1 GiB parts. */
+static void
+zero_beyond_4g (void **state)
+{
+  struct rig g;
+  rig_start (&g, "file:8G", NULL, NULL, false);
+  struct r3m_backend *b = open_mode (&g, state);
+  const uint64_t gib = UINT64_C (1) << 30;
+  char *ones = malloc (1 << 20);
+  memset (ones, 1, 1 << 20);
+  for (uint64_t off = 0; off < 8 * gib; off += gib)
+    assert_int_equal (r3m_backend_pwrite (b, ones, 1 << 20, off, 0), 0);
+  assert_int_equal (r3m_backend_zero (b, 5 * gib, gib, R3M_IO_MAY_TRIM), 0);
+  struct r3m_extent e[8];
+  size_t n;
+  assert_int_equal (r3m_backend_extents (b, gib, 5 * gib, e, 8, &n), 0);
+  assert_true (n >= 1);
+  assert_true (e[0].flags & R3M_EXTENT_ZERO);
+  uint64_t zero = 0;
+  for (size_t i = 0; i < n && (e[i].flags & R3M_EXTENT_ZERO); i++)
+    zero += e[i].len;
+  assert_true (zero >= gib);    /* at least the first part's answer */
+  for (uint64_t off = gib; off < 6 * gib; off += gib) {
+    assert_int_equal (r3m_backend_pread (b, ones, 4096, off), 0);
+    for (int i = 0; i < 4096; i++)
+      assert_int_equal (ones[i], 0);
+  }
+  assert_int_equal (r3m_backend_pread (b, ones, 4096, 6 * gib), 0);
+  assert_int_equal (ones[0], 1);
+  free (ones);
+  r3m_backend_close (b);
+  rig_stop (&g);
+}
+
 static void
 read_only_export (void **state)
 {
@@ -304,6 +340,8 @@ main (void)
     COMPACT (round_trips),
     cmocka_unit_test (zero_and_block_status),
     COMPACT (zero_and_block_status),
+    cmocka_unit_test (zero_beyond_4g),
+    COMPACT (zero_beyond_4g),
     cmocka_unit_test (read_only_export),
     COMPACT (read_only_export),
     cmocka_unit_test (block_sizes),
