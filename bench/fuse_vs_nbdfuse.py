@@ -22,7 +22,10 @@ r3map-pulled) with an empty region cache: cold reads from the server.  The media
 the CPU time the reader, the FUSE client and the server spent per GB read
 (less sensitive than MB/s to other load on the machine).  Each read waits
 --settle seconds first (freed memory goes back to the host on these VMs,
-so every reader starts equally cold), and the order of the systems
+so no reader inherits its predecessor's freed memory), then touches and
+frees --prewarm bytes (default 4G), so that the pages the read needs (our
+cache, the kernel's page cache) come from memory the host still backs
+whoever needs more of them; and the order of the systems
 alternates between repetitions.  --baseline R3MAP adds every r3map system
 once more with another binary (SYSTEM@base): an A/B under the same load.
 
@@ -32,6 +35,7 @@ It re-runs itself in a private mount namespace, so no mount outlives it.
 """
 import argparse
 import json
+import mmap
 import os
 import shlex
 import shutil
@@ -117,6 +121,32 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+MADV_POPULATE_WRITE = 23
+MADV_NOHUGEPAGE = 15
+
+
+def prewarm(nbytes):
+    """Fault in nbytes of 4 KiB pages and free them again: the next
+    allocations then reuse pages the host backs (see --prewarm)."""
+    if nbytes <= 0:
+        return
+    m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        m.madvise(MADV_NOHUGEPAGE)
+        m.madvise(MADV_POPULATE_WRITE)
+    except OSError:
+        for off in range(0, nbytes, 4096):
+            m[off] = 1
+    m.close()
+
+
+def size_bytes(text):
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    if text[-1:].upper() in units:
+        return int(text[:-1]) * units[text[-1].upper()]
+    return int(text)
+
+
 def read(args, mode, path, pids):
     """Run one workload; returns (MB/s, checksum, CPU seconds per GB spent
     by the reader, the FUSE client and the server together)."""
@@ -159,12 +189,20 @@ def main():
                     "on a VM that returns freed memory to its host (free "
                     "page reporting), memory freed by the previous mount "
                     "is cold again by then, so every reader starts alike")
+    ap.add_argument("--prewarm", default="4G", metavar="SIZE",
+                    help="after the settle, touch and free SIZE (e.g. 3G) "
+                    "of memory: on these VMs the first touch of memory "
+                    "the host has taken back costs about 1.4 s per GiB "
+                    "more than memory freed a moment ago, and a client "
+                    "that keeps a cache needs more fresh memory than one "
+                    "that does not (docs/benchmarks.md); default 4G, 0: off")
     ap.add_argument("--baseline", metavar="R3MAP",
                     help="another r3map binary (e.g. a build of main): "
                     "each r3map system also runs with it, as SYSTEM@base, "
                     "in the same loop (A/B on the same load)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
+    args.prewarm_bytes = size_bytes(args.prewarm)
 
     if os.environ.get("R3M_BENCH_NS") != "1":
         if os.geteuid() != 0:
@@ -213,6 +251,7 @@ def run_all(args, systems, workloads, tmp, uri, data, server):
             # always follows the same neighbour.
             for s in (systems if rep % 2 == 0 else systems[::-1]):
                 time.sleep(args.settle)
+                prewarm(args.prewarm_bytes)
                 if s == "tmpfs":
                     rate, check, cpu = read(args, w, data, [])
                 else:
@@ -256,8 +295,9 @@ def report(args, systems, workloads, med, cpu):
         print("| %s | %s |" % (NAMES.get(w, w), " | ".join(cells)))
         rows.append(row)
     print("\nMB/s = 10^6 bytes/s, median of %d; (x) = against nbdfuse; "
-          "random: %d threads x %d reads." % (args.repeat, args.rand_threads,
-                                              args.rand_reads))
+          "random: %d threads x %d reads; memory pre-warmed before each "
+          "read: %s." % (args.repeat, args.rand_threads, args.rand_reads,
+                         args.prewarm if args.prewarm_bytes else "no"))
     print("\nCPU seconds per GB read (reader + FUSE client + server):\n")
     print("| workload | " + " | ".join(systems) + " |")
     print("|---" * (len(systems) + 1) + "|")
@@ -271,6 +311,7 @@ def report(args, systems, workloads, med, cpu):
                        "rand_threads": args.rand_threads,
                        "rand_reads": args.rand_reads, "unit": "MB/s",
                        "r3map_args": args.r3map_args,
+                       "settle_s": args.settle, "prewarm": args.prewarm,
                        "load_before": LOAD_BEFORE,
                        "load_after": os.getloadavg(),
                        "date": time.strftime("%Y-%m-%d %H:%M"),

@@ -4,7 +4,10 @@
  * GiB.  The FUSE mount's memory: cache pays this for every chunk it pulls,
  * on top of what any FUSE client pays for the kernel's page cache
  * (docs/fuse.md).  Run it a few seconds after other memory was freed to see
- * the "cold" figure of a VM with free page reporting.
+ * the "cold" figure of a VM with free page reporting.  Each GiB's own
+ * figure is printed too: on such a VM the first GiBs come from memory
+ * freed a moment ago (warm) and the rest from memory the host has taken
+ * back (cold), which costs several times more (docs/benchmarks.md).
  *
  *   page_populate [--huge] [SIZE_MIB [STEP_KIB]]      (default 1024 1024) */
 #include <stdio.h>
@@ -48,19 +51,26 @@ main (int argc, char **argv)
   /* 2 MiB alignment, so that --huge can get whole huge pages. */
   char *p = (char *) (((unsigned long) raw + align - 1) & ~(align - 1));
   madvise (p, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-  double t0 = now ();
-  for (size_t o = 0; o < size; o += step)
+  double t0 = now (), tg = t0;
+  size_t gib = (size_t) 1 << 30;
+  for (size_t o = 0; o < size; o += step) {
     if (madvise (p + o, step, MADV_POPULATE_WRITE) != 0) {
       perror ("madvise(MADV_POPULATE_WRITE)");
       return 1;
     }
+    if ((o + step) % gib == 0 && size > gib) {
+      double t = now ();
+      printf ("  GiB %zu: %.3f s\n", (o + step) / gib, t - tg);
+      tg = t;
+    }
+  }
   double t1 = now ();
   memset (p, 1, size);      /* the same memory again, now present */
   double t2 = now ();
-  double gib = (double) size / (1u << 30);
+  double gibs = (double) size / (1u << 30);
   printf ("%s pages, %zu KiB steps: populate %.3f s/GiB, then writing it "
           "%.3f s/GiB\n", huge ? "huge" : "4 KiB", step >> 10,
-          (t1 - t0) / gib, (t2 - t1) / gib);
+          (t1 - t0) / gibs, (t2 - t1) / gibs);
   munmap (raw, size + align);
   return 0;
 }
