@@ -60,9 +60,10 @@ struct r3m_fuse_options {
                                 default 1 MiB */
   unsigned max_background;   /* kernel read-ahead/write-back requests in
                                 flight; 0 = kernel default; default 64 */
-  bool direct_io;            /* bypass the page cache; mmap then fails
-                                on kernels without FUSE_DIRECT_IO_ALLOW_MMAP;
-                                default false */
+  bool direct_io;            /* read and write bypass the page cache;
+                                MAP_SHARED still works where the kernel
+                                offers FUSE_DIRECT_IO_ALLOW_MMAP (6.6+),
+                                else fails with ENODEV; default false */
   bool writeback_cache;      /* let the kernel buffer write(2) data and send
                                 it later in large requests; a write past the
                                 end then fails at write-back instead of at

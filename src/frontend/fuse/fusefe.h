@@ -74,6 +74,11 @@ struct r3m_fuse {
   unsigned running;              /* workers still in their loop */
   atomic_bool stopping;          /* workers must leave their loop */
 
+  /* INIT flags libfuse 3.14 cannot negotiate (init_ext.c). */
+  _Atomic uint64_t init_unique;  /* the kernel's INIT request */
+  atomic_bool init_allow_mmap;   /* it offered FUSE_DIRECT_IO_ALLOW_MMAP */
+  atomic_bool direct_io_mmap;    /* and we accepted it */
+
   /* statistics */
   atomic_uint_fast64_t reads, writes, bytes_read, bytes_written;
   atomic_uint_fast64_t flushes, errors;
@@ -82,6 +87,10 @@ struct r3m_fuse {
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops fusefe_ops;
+
+/* init_ext.c: route the session's I/O on fd through hooks that negotiate
+ * FUSE_DIRECT_IO_ALLOW_MMAP for --direct-io; 0 or -EIO. */
+int fusefe_init_ext (struct r3m_fuse *fs, int fd);
 
 /* loop.c: start opts.threads workers; 0 or -errno (none left running). */
 int fusefe_loop_start (struct r3m_fuse *fs);

@@ -243,7 +243,8 @@ mount_as_root (struct r3m_fuse *fs, struct r3m_error *err)
   }
   char devfd[32];
   snprintf (devfd, sizeof devfd, "/dev/fd/%d", fd);
-  if (fuse_session_mount (fs->se, devfd) != 0) {
+  if (fs->opts.direct_io ? fusefe_init_ext (fs, fd) != 0
+      : fuse_session_mount (fs->se, devfd) != 0) {
     umount2 (fs->mountpoint, MNT_DETACH);
     close (fd);
     return util_err (err, EIO, "mount %s: libfuse refused the device fd",
@@ -273,6 +274,10 @@ new_session (struct r3m_fuse *fs, struct r3m_error *err)
     r = util_err (err, EPERM,
                   "mount %s: the FUSE mount failed (as a user this needs "
                   "fusermount3 from the fuse3 package)", fs->mountpoint);
+  else if (fs->opts.direct_io
+           && fusefe_init_ext (fs, fuse_session_fd (fs->se)) != 0)
+    r = util_err (err, EIO, "mount %s: libfuse refused the I/O hooks",
+                  fs->mountpoint);
   if (r < 0) {
     fuse_session_destroy (fs->se);
     fs->se = NULL;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -192,6 +193,55 @@ test_direct_io_reads_the_store_every_time (void **state)
   close (fd);
 }
 
+/* Linux 6.6 and later offer FUSE_DIRECT_IO_ALLOW_MMAP, which libfuse 3.14
+ * cannot ask for; the mount adds it to INIT itself (init_ext.c). */
+static bool
+kernel_allows_direct_io_mmap (void)
+{
+  struct utsname u;
+  unsigned major = 0, minor = 0;
+  if (uname (&u) != 0 || sscanf (u.release, "%u.%u", &major, &minor) != 2)
+    return false;
+  return major > 6 || (major == 6 && minor >= 6);
+}
+
+static void
+test_direct_io_allows_shared_mappings (void **state)
+{
+  if (!kernel_allows_direct_io_mmap ()) {
+    fprintf (stderr, "skipped: this kernel predates "
+             "FUSE_DIRECT_IO_ALLOW_MMAP (6.6)\n");
+    skip ();
+  }
+  struct r3m_fuse_options o;
+  r3m_fuse_options_init (&o);
+  o.direct_io = true;
+  struct ft_mount *m = mount_with (state, &o);
+  char a[4096], b[4096], c[4096], got[4096];
+  ft_pattern (a, sizeof a, 0, 4);
+  ft_pattern (b, sizeof b, 0, 5);
+  ft_pattern (c, sizeof c, 0, 6);
+  int fd = open (m->path, O_RDWR);
+  assert_true (fd >= 0);
+  assert_int_equal (pwrite (fd, a, sizeof a, 4096), (ssize_t) sizeof a);
+  char *map = mmap (NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  assert_true (map != MAP_FAILED);
+  /* The mapping sees what pwrite wrote before it... */
+  assert_memory_equal (map + 4096, a, sizeof a);
+  /* ...its own writes reach pread and the store after msync... */
+  memcpy (map + 8192, b, sizeof b);
+  assert_int_equal (msync (map, SIZE, MS_SYNC), 0);
+  assert_int_equal (pread (fd, got, sizeof got, 8192), (ssize_t) sizeof got);
+  assert_memory_equal (got, b, sizeof got);
+  assert_int_equal (r3m_backend_pread (m->be, got, sizeof got, 8192), 0);
+  assert_memory_equal (got, b, sizeof got);
+  /* ...and a later direct write replaces what it had cached. */
+  assert_int_equal (pwrite (fd, c, sizeof c, 8192), (ssize_t) sizeof c);
+  assert_memory_equal (map + 8192, c, sizeof c);
+  assert_int_equal (munmap (map, SIZE), 0);
+  close (fd);
+}
+
 static void
 test_writeback_cache_data_reaches_store_on_fsync (void **state)
 {
@@ -258,6 +308,8 @@ main (void)
     cmocka_unit_test_teardown (test_failed_flush_fails_fsync, teardown),
     cmocka_unit_test_teardown (test_invalidate_drops_cached_pages, teardown),
     cmocka_unit_test_teardown (test_direct_io_reads_the_store_every_time,
+                               teardown),
+    cmocka_unit_test_teardown (test_direct_io_allows_shared_mappings,
                                teardown),
     cmocka_unit_test_teardown
       (test_writeback_cache_data_reaches_store_on_fsync, teardown),

@@ -1,0 +1,115 @@
+/* INIT flags that Debian 12's libfuse (3.14) cannot negotiate.
+ *
+ * FUSE_DIRECT_IO_ALLOW_MMAP (kernel 6.6) lets a file opened with direct
+ * I/O be mapped MAP_SHARED: reads and writes bypass the page cache, mmap
+ * uses it, and the kernel keeps the two coherent.  Without it `--direct-io`
+ * costs every mmap user ENODEV.  libfuse 3.14 knows neither the flag nor
+ * the second flags word (FUSE_INIT_EXT) it lives in, so the session's I/O
+ * goes through these hooks (fuse_session_custom_io): `read` notes whether
+ * the kernel's INIT offers the flag, `writev` adds it to our INIT reply.
+ * Every other message passes through untouched.
+ *
+ * The layouts are the kernel's ABI (linux/fuse.h): fuse_in_header then
+ * fuse_init_in for the request, fuse_out_header then fuse_init_out for the
+ * reply; libfuse sends the reply as those two pieces. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fuse.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "frontend/fuse/fusefe.h"
+
+#ifndef FUSE_DIRECT_IO_ALLOW_MMAP
+#define FUSE_DIRECT_IO_ALLOW_MMAP (1ULL << 36)
+#endif
+#define ALLOW_MMAP_BIT2 ((uint32_t) (FUSE_DIRECT_IO_ALLOW_MMAP >> 32))
+
+/* Offsets in fuse_init_in / fuse_init_out (stable since 7.36). */
+#define IN_FLAGS   12
+#define IN_FLAGS2  16
+#define OUT_FLAGS  12
+#define OUT_FLAGS2 32
+
+static uint32_t
+get32 (const unsigned char *p)
+{
+  uint32_t v;
+  memcpy (&v, p, sizeof v);
+  return v;
+}
+
+static void
+put32 (unsigned char *p, uint32_t v)
+{
+  memcpy (p, &v, sizeof v);
+}
+
+static ssize_t
+hook_read (int fd, void *buf, size_t len, void *userdata)
+{
+  struct r3m_fuse *fs = userdata;
+  ssize_t n = read (fd, buf, len);
+  const unsigned char *b = buf;
+  if (n < (ssize_t) (sizeof (struct fuse_in_header) + IN_FLAGS2 + 4))
+    return n;
+  struct fuse_in_header h;
+  memcpy (&h, b, sizeof h);
+  if (h.opcode != FUSE_INIT)
+    return n;
+  const unsigned char *in = b + sizeof h;
+  bool ext = get32 (in + IN_FLAGS) & FUSE_INIT_EXT;
+  atomic_store (&fs->init_unique, h.unique);
+  atomic_store (&fs->init_allow_mmap,
+                ext && (get32 (in + IN_FLAGS2) & ALLOW_MMAP_BIT2));
+  return n;
+}
+
+static ssize_t
+hook_writev (int fd, struct iovec *iov, int count, void *userdata)
+{
+  struct r3m_fuse *fs = userdata;
+  struct fuse_out_header h;
+  if (count == 2 && iov[0].iov_len == sizeof h
+      && iov[1].iov_len >= OUT_FLAGS2 + 4) {
+    memcpy (&h, iov[0].iov_base, sizeof h);
+    if (h.error == 0 && h.unique == atomic_load (&fs->init_unique)
+        && atomic_load (&fs->init_allow_mmap) && fs->opts.direct_io) {
+      /* Our own copy: the reply is libfuse's. */
+      unsigned char out[sizeof (struct fuse_init_out) + 64];
+      size_t len = iov[1].iov_len < sizeof out ? iov[1].iov_len : sizeof out;
+      memcpy (out, iov[1].iov_base, len);
+      put32 (out + OUT_FLAGS, get32 (out + OUT_FLAGS) | FUSE_INIT_EXT);
+      put32 (out + OUT_FLAGS2, get32 (out + OUT_FLAGS2) | ALLOW_MMAP_BIT2);
+      struct iovec v[2] = { iov[0], { out, len } };
+      ssize_t n = writev (fd, v, 2);
+      if (n >= 0)
+        atomic_store (&fs->direct_io_mmap, true);
+      return n;
+    }
+  }
+  return writev (fd, iov, count);
+}
+
+static ssize_t
+hook_splice (int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+             unsigned int flags, void *userdata)
+{
+  (void) userdata;
+  return splice (fdin, offin, fdout, offout, len, flags);
+}
+
+int
+fusefe_init_ext (struct r3m_fuse *fs, int fd)
+{
+  static const struct fuse_custom_io io = {
+    .read = hook_read,
+    .writev = hook_writev,
+    .splice_receive = hook_splice,
+    .splice_send = hook_splice,
+  };
+  return fuse_session_custom_io (fs->se, &io, fd) == 0 ? 0 : -EIO;
+}
