@@ -76,8 +76,8 @@ struct r3m_fuse {
 
   /* INIT flags libfuse 3.14 cannot negotiate (init_ext.c). */
   _Atomic uint64_t init_unique;  /* the kernel's INIT request */
-  atomic_bool init_allow_mmap;   /* it offered FUSE_DIRECT_IO_ALLOW_MMAP */
-  atomic_bool direct_io_mmap;    /* and we accepted it */
+  atomic_bool init_allow_mmap;   /* it offered FUSE_DIRECT_IO_ALLOW_MMAP
+                                    and our reply has not gone yet */
 
   /* statistics */
   atomic_uint_fast64_t reads, writes, bytes_read, bytes_written;

@@ -33,6 +33,7 @@
 #define IN_FLAGS2  16
 #define OUT_FLAGS  12
 #define OUT_FLAGS2 32
+#define OUT_MAX    128              /* fuse_init_out is 64 bytes today */
 
 static uint32_t
 get32 (const unsigned char *p)
@@ -74,21 +75,20 @@ hook_writev (int fd, struct iovec *iov, int count, void *userdata)
   struct r3m_fuse *fs = userdata;
   struct fuse_out_header h;
   if (count == 2 && iov[0].iov_len == sizeof h
-      && iov[1].iov_len >= OUT_FLAGS2 + 4) {
+      && iov[1].iov_len >= OUT_FLAGS2 + 4 && iov[1].iov_len <= OUT_MAX) {
     memcpy (&h, iov[0].iov_base, sizeof h);
-    if (h.error == 0 && h.unique == atomic_load (&fs->init_unique)
-        && atomic_load (&fs->init_allow_mmap) && fs->opts.direct_io) {
+    /* init_allow_mmap is true only between the INIT request and its
+     * reply: nothing else is ever touched. */
+    if (h.error == 0 && atomic_load (&fs->init_allow_mmap)
+        && h.unique == atomic_load (&fs->init_unique)) {
+      atomic_store (&fs->init_allow_mmap, false);
       /* Our own copy: the reply is libfuse's. */
-      unsigned char out[sizeof (struct fuse_init_out) + 64];
-      size_t len = iov[1].iov_len < sizeof out ? iov[1].iov_len : sizeof out;
-      memcpy (out, iov[1].iov_base, len);
+      unsigned char out[OUT_MAX];
+      memcpy (out, iov[1].iov_base, iov[1].iov_len);
       put32 (out + OUT_FLAGS, get32 (out + OUT_FLAGS) | FUSE_INIT_EXT);
       put32 (out + OUT_FLAGS2, get32 (out + OUT_FLAGS2) | ALLOW_MMAP_BIT2);
-      struct iovec v[2] = { iov[0], { out, len } };
-      ssize_t n = writev (fd, v, 2);
-      if (n >= 0)
-        atomic_store (&fs->direct_io_mmap, true);
-      return n;
+      struct iovec v[2] = { iov[0], { out, iov[1].iov_len } };
+      return writev (fd, v, 2);
     }
   }
   return writev (fd, iov, count);
