@@ -18,6 +18,11 @@
 #        CONNECTIONS=N (passed to both clients; unset = both use their
 #        default, which is 4 for each)
 #        SERVER=nbdkit (nbdkit memory) or r3map (r3map serve memory:SIZE)
+#        PREWARM=2G: before every copy, touch and free this much memory, so
+#        that both clients write their 1 GiB into memory the host still
+#        backs (on these VMs memory the host took back costs 1.6-3.2 s per
+#        GiB to touch again, docs/benchmarks.md "Warm and cold memory");
+#        0 = off
 #        CLIENT=copy, copy-tuned or reader (above); COPY_FLAGS="-r 2M"
 #
 # Prints a markdown table and writes
@@ -32,6 +37,7 @@ conns=${CONNECTIONS:-}
 server=${SERVER:-nbdkit}
 client=${CLIENT:-copy}
 copy_flags=${COPY_FLAGS:-}
+prewarm=${PREWARM:-2G}
 case $client in
   copy) ;;
   copy-tuned) copy_flags="--chunk-size 1M --window 128 $copy_flags" ;;
@@ -74,12 +80,25 @@ wait_for "$T/nbd.pid"
 nbdcopy -- [ nbdkit pattern "$size" ] "nbd+unix:///?socket=$T/nbd.sock"
 
 now () { date +%s%N; }
+prewarm_mem () {
+  [ "$prewarm" = 0 ] && return 0
+  /usr/bin/python3 - "$prewarm" <<'PY'
+import mmap, sys
+s = sys.argv[1]
+n = int(s[:-1]) << {"K": 10, "M": 20, "G": 30}[s[-1]] if s[-1] in "KMG" else int(s)
+m = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+m.madvise(15)   # MADV_NOHUGEPAGE: 4 KiB pages, as the copies use
+m.madvise(23)   # MADV_POPULATE_WRITE
+m.close()
+PY
+}
 results=$T/results.txt
 : > "$results"
 run_rtt () {   # run_rtt RTT_MS URI LABEL
   local rtt=$1 uri=$2 label=$3
   for rep in $(seq "$reps"); do
     local t0 t1 out
+    prewarm_mem
     if [ "$client" != reader ]; then
       t0=$(now)
       # shellcheck disable=SC2086 # COPY_FLAGS is a list of options
@@ -97,6 +116,7 @@ run_rtt () {   # run_rtt RTT_MS URI LABEL
     echo "$label r3map $rep $((t1 - t0)) $out" >> "$results"
     local sink=null:
     [ "$client" != reader ] && sink=$shm/nbdcopy-rtt-$$.img
+    prewarm_mem
     t0=$(now)
     nbdcopy "${conn_opt[@]}" "$uri" "$sink" \
       || { echo "nbdcopy failed" >&2; exit 1; }
@@ -123,9 +143,9 @@ done
 
 mkdir -p bench/results
 /usr/bin/python3 - "$results" "$size" "$reps" "${conns:-default}" "$(nproc)" "$server" "$client" "$copy_flags" \
-  "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
+  "$(cut -d' ' -f1-3 /proc/loadavg)" "$prewarm" <<'PY'
 import json, statistics, sys, re, datetime
-path, size, reps, conns, ncpu, server, client, copy_flags, load = sys.argv[1:]
+path, size, reps, conns, ncpu, server, client, copy_flags, load, prewarm = sys.argv[1:]
 runs, inner = {}, {}
 for line in open(path):
     f = line.split(None, 4)
@@ -162,7 +182,7 @@ out = {
     "benchmark": "nbd-client-rtt", "date": datetime.datetime.now().isoformat(),
     "server": server, "client": client, "copy_flags": copy_flags.strip(),
     "bytes": nbytes, "reps": int(reps),
-    "connections": conns,
+    "connections": conns, "prewarm": prewarm,
     "cpus": int(ncpu), "loadavg_at_end": load,
     "note": "median wall time of the whole command (connect + read); sink: "
             + ("bytes dropped" if client == "reader" else "a file in /dev/shm"),
@@ -170,6 +190,7 @@ out = {
 }
 name = "bench/results/nbd-client-rtt-%s-%s.json" % (server, client)
 json.dump(out, open(name, "w"), indent=2)
-print("\nserver: %s, client: %s %s; wrote %s (load average %s on %s CPUs)" % (
-    server, client, copy_flags.strip(), name, load, ncpu))
+print("\nserver: %s, client: %s %s; memory pre-warmed before each copy: %s; "
+      "wrote %s (load average %s on %s CPUs)" % (
+    server, client, copy_flags.strip(), prewarm, name, load, ncpu))
 PY
