@@ -35,7 +35,6 @@ It re-runs itself in a private mount namespace, so no mount outlives it.
 """
 import argparse
 import json
-import mmap
 import os
 import shlex
 import shutil
@@ -46,6 +45,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from prewarm import prewarm, size_bytes  # noqa: E402  (bench/prewarm.py)
 LOAD_BEFORE = os.getloadavg()
 ROOT = os.path.dirname(HERE)
 
@@ -121,32 +122,6 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-MADV_POPULATE_WRITE = 23
-MADV_NOHUGEPAGE = 15
-
-
-def prewarm(nbytes):
-    """Fault in nbytes of 4 KiB pages and free them again: the next
-    allocations then reuse pages the host backs (see --prewarm)."""
-    if nbytes <= 0:
-        return
-    m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    try:
-        m.madvise(MADV_NOHUGEPAGE)
-        m.madvise(MADV_POPULATE_WRITE)
-    except OSError:
-        for off in range(0, nbytes, 4096):
-            m[off] = 1
-    m.close()
-
-
-def size_bytes(text):
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    if text[-1:].upper() in units:
-        return int(text[:-1]) * units[text[-1].upper()]
-    return int(text)
-
-
 def read(args, mode, path, pids):
     """Run one workload; returns (MB/s, checksum, CPU seconds per GB spent
     by the reader, the FUSE client and the server together)."""
@@ -202,7 +177,10 @@ def main():
                     "in the same loop (A/B on the same load)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
-    args.prewarm_bytes = size_bytes(args.prewarm)
+    try:
+        args.prewarm_bytes = size_bytes(args.prewarm)
+    except ValueError:
+        ap.error("--prewarm %r is not a size (e.g. 4G, or 0)" % args.prewarm)
 
     if os.environ.get("R3M_BENCH_NS") != "1":
         if os.geteuid() != 0:

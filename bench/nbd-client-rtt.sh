@@ -80,18 +80,7 @@ wait_for "$T/nbd.pid"
 nbdcopy -- [ nbdkit pattern "$size" ] "nbd+unix:///?socket=$T/nbd.sock"
 
 now () { date +%s%N; }
-prewarm_mem () {
-  [ "$prewarm" = 0 ] && return 0
-  /usr/bin/python3 - "$prewarm" <<'PY'
-import mmap, sys
-s = sys.argv[1]
-n = int(s[:-1]) << {"K": 10, "M": 20, "G": 30}[s[-1]] if s[-1] in "KMG" else int(s)
-m = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-m.madvise(15)   # MADV_NOHUGEPAGE: 4 KiB pages, as the copies use
-m.madvise(23)   # MADV_POPULATE_WRITE
-m.close()
-PY
-}
+prewarm_mem () { /usr/bin/python3 bench/prewarm.py "$prewarm"; }
 results=$T/results.txt
 : > "$results"
 run_rtt () {   # run_rtt RTT_MS URI LABEL
