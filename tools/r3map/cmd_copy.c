@@ -10,10 +10,14 @@
  * independently of the engine (verify.c).
  *
  * The main thread only waits: it wakes every CLI_PROGRESS_INTERVAL_MS to
- * redraw the bar from the region's status. */
+ * redraw the bar from the region's status and to see whether SIGINT or
+ * SIGTERM came (interrupt.h); then it closes the region, which stops the
+ * pull and flushes what DST already holds, says how far the copy got and
+ * exits with 128 + the signal's number. */
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,6 +30,7 @@
 #include "util/uri.h"
 
 #include "cli.h"
+#include "interrupt.h"
 #include "options.h"
 #include "progress.h"
 #include "verify.h"
@@ -110,7 +115,9 @@ cli_copy_help (FILE *out)
 "Exit status: 0 copied (and verified), 1 runtime failure (the message\n"
 "names the backend and the operation; DST may be partly written),\n"
 "2 usage error (bad option or URI, DST too small, DST is SRC),\n"
-"3 --verify found a difference.\n"
+"3 --verify found a difference, 130 / 143 stopped by SIGINT (Ctrl-C) /\n"
+"SIGTERM (what DST got so far is flushed, and the message says how far\n"
+"the copy got; a second signal a few seconds later ends r3map at once).\n"
 "\n"
 "Examples:\n"
 "  r3map copy pattern:1G file:/tmp/disk.img\n"
@@ -330,6 +337,29 @@ bytes_done (struct r3m_region *region, uint64_t size)
   return done < size ? done : size;
 }
 
+/* The copy was interrupted by signal sig: stop, keep what DST has (closing
+ * the region flushes it), say so.  Returns 128 + sig. */
+static int
+interrupted (const struct cli_command *cmd, const struct copy_opts *o,
+             struct r3m_region *region, struct cli_progress *bar,
+             uint64_t size, int sig, bool *stuck)
+{
+  cli_progress_clear (bar);
+  uint64_t done = bytes_done (region, size);
+  struct r3m_error err = { 0 };
+  int rc = r3m_region_close (region, &err);
+  *stuck = rc == -ETIMEDOUT;
+  cli_interrupt_disarm ();
+  char have[32], all[32];
+  util_format_size (done, have, sizeof have);
+  util_format_size (size, all, sizeof all);
+  cli_error ("%s: interrupted (%s) after %s of %s: %s holds part of %s%s%s",
+             cmd->name, sig == SIGINT ? "SIGINT" : "SIGTERM", have, all,
+             o->dst, o->src, rc < 0 ? "; flushing it failed: " : "",
+             rc < 0 ? (err.msg[0] ? err.msg : strerror (-rc)) : "");
+  return 128 + sig;
+}
+
 /* Pull all of src into dst, drawing progress; 0 or CLI_EXIT_FAILURE after
  * printing why.  The region is closed (dst flushed) before returning.
  * *stuck says that close gave up on a backend call that is still running:
@@ -351,12 +381,17 @@ pull_all (const struct cli_command *cmd, const struct copy_opts *o,
     return CLI_EXIT_FAILURE;
   }
 
-  int wait_ms = bar->bar ? CLI_PROGRESS_INTERVAL_MS : -1;
-  while ((r = r3m_region_wait_pulled (region, wait_ms)) == -ETIMEDOUT)
+  cli_interrupt_arm ();
+  int sig = 0;
+  while ((r = r3m_region_wait_pulled (region, CLI_PROGRESS_INTERVAL_MS))
+         == -ETIMEDOUT && !(sig = cli_interrupted ()))
     cli_progress_update (bar, bytes_done (region, size), util_now_ns (),
                          false);
   if (r == 0)
     cli_progress_update (bar, size, util_now_ns (), true);
+  if (sig)
+    return interrupted (cmd, o, region, bar, size, sig, stuck);
+  cli_interrupt_disarm ();
 
   /* The status holds the message of what stopped the puller. */
   struct r3m_region_status st;
