@@ -337,26 +337,29 @@ bytes_done (struct r3m_region *region, uint64_t size)
   return done < size ? done : size;
 }
 
-/* The copy was interrupted by signal sig: stop, keep what DST has (closing
- * the region flushes it), say so.  Returns 128 + sig. */
+/* The copy was interrupted by signal sig: say so at once (closing may wait
+ * for a backend that does not answer, and a second signal then ends r3map),
+ * stop, keep what DST has (closing the region flushes it).  Returns
+ * 128 + sig. */
 static int
 interrupted (const struct cli_command *cmd, const struct copy_opts *o,
              struct r3m_region *region, struct cli_progress *bar,
              uint64_t size, int sig, bool *stuck)
 {
   cli_progress_clear (bar);
-  uint64_t done = bytes_done (region, size);
+  char have[32], all[32];
+  util_format_size (bytes_done (region, size), have, sizeof have);
+  util_format_size (size, all, sizeof all);
+  cli_error ("%s: interrupted (%s) after %s of %s: %s holds part of %s",
+             cmd->name, sig == SIGINT ? "SIGINT" : "SIGTERM", have, all,
+             o->dst, o->src);
   struct r3m_error err = { 0 };
   int rc = r3m_region_close (region, &err);
   *stuck = rc == -ETIMEDOUT;
   cli_interrupt_disarm ();
-  char have[32], all[32];
-  util_format_size (done, have, sizeof have);
-  util_format_size (size, all, sizeof all);
-  cli_error ("%s: interrupted (%s) after %s of %s: %s holds part of %s%s%s",
-             cmd->name, sig == SIGINT ? "SIGINT" : "SIGTERM", have, all,
-             o->dst, o->src, rc < 0 ? "; flushing it failed: " : "",
-             rc < 0 ? (err.msg[0] ? err.msg : strerror (-rc)) : "");
+  if (rc < 0)
+    cli_error ("%s: flushing %s failed: %s", cmd->name, o->dst,
+               err.msg[0] ? err.msg : strerror (-rc));
   return 128 + sig;
 }
 
