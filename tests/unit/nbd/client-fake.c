@@ -487,7 +487,7 @@ fk_error (struct fake_conn *c, uint64_t cookie, bool done, uint32_t error,
 
 void
 fk_status (struct fake_conn *c, uint64_t cookie, bool done, uint32_t id,
-           const uint32_t (*ext)[2], uint32_t n)
+           const uint64_t (*ext)[2], uint32_t n)
 {
   if (c->ext) {
     char *q = malloc (8 + 16 * (size_t) n);
@@ -505,8 +505,8 @@ fk_status (struct fake_conn *c, uint64_t cookie, bool done, uint32_t id,
   char *p = malloc (4 + 8 * (size_t) n);
   nbd_put32 (p, id);
   for (uint32_t i = 0; i < n; i++) {
-    nbd_put32 (p + 4 + 8 * i, ext[i][0]);
-    nbd_put32 (p + 8 + 8 * i, ext[i][1]);
+    nbd_put32 (p + 4 + 8 * i, (uint32_t) ext[i][0]);
+    nbd_put32 (p + 8 + 8 * i, (uint32_t) ext[i][1]);
   }
   fk_chunk (c, done ? NBD_REPLY_FLAG_DONE : 0, NBD_REPLY_TYPE_BLOCK_STATUS,
             cookie, p, 4 + 8 * n);

@@ -130,9 +130,10 @@ void fk_hole (struct fake_conn *c, uint64_t cookie, bool done, uint64_t off,
 void fk_done (struct fake_conn *c, uint64_t cookie);   /* NONE + DONE */
 void fk_error (struct fake_conn *c, uint64_t cookie, bool done,
                uint32_t error, const char *msg);
-/* BLOCK_STATUS for context id with n (length, flags) pairs. */
+/* BLOCK_STATUS for context id with n (length, flags) pairs; lengths past
+ * 32 bits only with extended headers (BLOCK_STATUS_EXT). */
 void fk_status (struct fake_conn *c, uint64_t cookie, bool done,
-                uint32_t id, const uint32_t (*ext)[2], uint32_t n);
+                uint32_t id, const uint64_t (*ext)[2], uint32_t n);
 
 /* Serve a memory disk of f->cfg.size bytes shared by all connections
  * (struct fake_mem in user), answering correctly but in a scrambled

@@ -328,7 +328,7 @@ status_script (struct fake_conn *c)
   while (fk_read_req (c, &r) && r.type == NBD_CMD_BLOCK_STATUS) {
     record (c, &seen, &r);
     /* 4 KiB hole, 8 KiB data, then zeros reaching past the request. */
-    const uint32_t ext[3][2] = {
+    const uint64_t ext[3][2] = {
       { 4096, NBD_STATE_HOLE | NBD_STATE_ZERO },
       { 8192, 0 },
       { 1 << 20, NBD_STATE_ZERO },
@@ -585,15 +585,9 @@ extended_script (struct fake_conn *c)
     }
     case NBD_CMD_BLOCK_STATUS: {
       /* The second extent goes far past the request: 2^33 bytes. */
-      char p[8 + 32];
-      nbd_put32 (p, FAKE_META_ID);
-      nbd_put32 (p + 4, 2);
-      nbd_put64 (p + 8, 4096);
-      nbd_put64 (p + 16, NBD_STATE_HOLE | NBD_STATE_ZERO);
-      nbd_put64 (p + 24, UINT64_C (1) << 33);
-      nbd_put64 (p + 32, 0);
-      fk_chunk (c, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS_EXT,
-                r.cookie, p, sizeof p);
+      const uint64_t e[2][2] = { { 4096, NBD_STATE_HOLE | NBD_STATE_ZERO },
+                                 { UINT64_C (1) << 33, 0 } };
+      fk_status (c, r.cookie, true, FAKE_META_ID, e, 2);
       break;
     }
     case NBD_CMD_DISC:
@@ -668,17 +662,8 @@ big_range_script (struct fake_conn *c)
     return;
   struct fk_req r;
   while (fk_read_req (c, &r) && r.type != NBD_CMD_DISC) {
-    if (r.type == NBD_CMD_BLOCK_STATUS && c->ext) {
-      char p[4 + 4 + 16];
-      nbd_put32 (p, FAKE_META_ID);
-      nbd_put32 (p + 4, 1);
-      nbd_put64 (p + 8, r.len);
-      nbd_put64 (p + 16, NBD_STATE_HOLE | NBD_STATE_ZERO);
-      fk_chunk (c, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS_EXT,
-                r.cookie, p, sizeof p);
-    } else if (r.type == NBD_CMD_BLOCK_STATUS) {
-      const uint32_t e[1][2] = { { (uint32_t) r.len,
-                                   NBD_STATE_HOLE | NBD_STATE_ZERO } };
+    if (r.type == NBD_CMD_BLOCK_STATUS) {
+      const uint64_t e[1][2] = { { r.len, NBD_STATE_HOLE | NBD_STATE_ZERO } };
       fk_status (c, r.cookie, true, FAKE_META_ID, e, 1);
     } else if (c->ext)
       fk_done (c, r.cookie);
