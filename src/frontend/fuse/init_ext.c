@@ -28,44 +28,26 @@
 #endif
 #define ALLOW_MMAP_BIT2 ((uint32_t) (FUSE_DIRECT_IO_ALLOW_MMAP >> 32))
 
-/* Offsets in fuse_init_in / fuse_init_out (stable since 7.36). */
-#define IN_FLAGS   12
-#define IN_FLAGS2  16
-#define OUT_FLAGS  12
-#define OUT_FLAGS2 32
-#define OUT_MAX    128              /* fuse_init_out is 64 bytes today */
-
-static uint32_t
-get32 (const unsigned char *p)
-{
-  uint32_t v;
-  memcpy (&v, p, sizeof v);
-  return v;
-}
-
-static void
-put32 (unsigned char *p, uint32_t v)
-{
-  memcpy (p, &v, sizeof v);
-}
+/* The shortest INIT request and reply that have flags2 (protocol 7.36). */
+#define IN_MIN  (offsetof (struct fuse_init_in, flags2) + sizeof (uint32_t))
+#define OUT_MIN (offsetof (struct fuse_init_out, flags2) + sizeof (uint32_t))
 
 static ssize_t
 hook_read (int fd, void *buf, size_t len, void *userdata)
 {
   struct r3m_fuse *fs = userdata;
   ssize_t n = read (fd, buf, len);
-  const unsigned char *b = buf;
-  if (n < (ssize_t) (sizeof (struct fuse_in_header) + IN_FLAGS2 + 4))
-    return n;
   struct fuse_in_header h;
-  memcpy (&h, b, sizeof h);
+  if (n < (ssize_t) (sizeof h + IN_MIN))
+    return n;
+  memcpy (&h, buf, sizeof h);
   if (h.opcode != FUSE_INIT)
     return n;
-  const unsigned char *in = b + sizeof h;
-  bool ext = get32 (in + IN_FLAGS) & FUSE_INIT_EXT;
+  struct fuse_init_in in = { 0 };
+  memcpy (&in, (const char *) buf + sizeof h, IN_MIN);
   atomic_store (&fs->init_unique, h.unique);
-  atomic_store (&fs->init_allow_mmap,
-                ext && (get32 (in + IN_FLAGS2) & ALLOW_MMAP_BIT2));
+  atomic_store (&fs->init_allow_mmap, (in.flags & FUSE_INIT_EXT)
+                && (in.flags2 & ALLOW_MMAP_BIT2));
   return n;
 }
 
@@ -75,7 +57,8 @@ hook_writev (int fd, struct iovec *iov, int count, void *userdata)
   struct r3m_fuse *fs = userdata;
   struct fuse_out_header h;
   if (count == 2 && iov[0].iov_len == sizeof h
-      && iov[1].iov_len >= OUT_FLAGS2 + 4 && iov[1].iov_len <= OUT_MAX) {
+      && iov[1].iov_len >= OUT_MIN
+      && iov[1].iov_len <= sizeof (struct fuse_init_out)) {
     memcpy (&h, iov[0].iov_base, sizeof h);
     /* init_allow_mmap is true only between the INIT request and its
      * reply: nothing else is ever touched. */
@@ -83,11 +66,11 @@ hook_writev (int fd, struct iovec *iov, int count, void *userdata)
         && h.unique == atomic_load (&fs->init_unique)) {
       atomic_store (&fs->init_allow_mmap, false);
       /* Our own copy: the reply is libfuse's. */
-      unsigned char out[OUT_MAX];
-      memcpy (out, iov[1].iov_base, iov[1].iov_len);
-      put32 (out + OUT_FLAGS, get32 (out + OUT_FLAGS) | FUSE_INIT_EXT);
-      put32 (out + OUT_FLAGS2, get32 (out + OUT_FLAGS2) | ALLOW_MMAP_BIT2);
-      struct iovec v[2] = { iov[0], { out, iov[1].iov_len } };
+      struct fuse_init_out out = { 0 };
+      memcpy (&out, iov[1].iov_base, iov[1].iov_len);
+      out.flags |= FUSE_INIT_EXT;
+      out.flags2 |= ALLOW_MMAP_BIT2;
+      struct iovec v[2] = { iov[0], { &out, iov[1].iov_len } };
       return writev (fd, v, 2);
     }
   }
