@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -26,6 +25,8 @@
 #include <openssl/x509v3.h>
 
 #include "nbd/conn.h"
+#include "nbd/splice_send.h"
+#include "nbd/tcp_tune.h"
 #include "nbd/tls.h"
 #include "util/error.h"
 #include "util/time.h"
@@ -51,6 +52,7 @@ struct nbd_conn {
   unsigned char *stage;        /* TLS_STAGE_SIZE bytes once TLS is up */
   char tls_peer[96];           /* verified client certificate's CN, or
                                   "psk user NAME" */
+  struct splice_pipe pipe;     /* for nbd_conn_writev_by_ref (wlock) */
 };
 
 /* ---- creating --------------------------------------------------------- */
@@ -62,6 +64,7 @@ conn_alloc (void)
   if (!c)
     return NULL;
   c->fd = -1;
+  splice_pipe_init (&c->pipe);
   pthread_mutex_init (&c->wlock, NULL);
   pthread_mutex_init (&c->tls_lock, NULL);
   return c;
@@ -99,23 +102,21 @@ nbd_conn_new (int fd, struct nbd_conn **out)
   if (fl >= 0 && (fl & O_NONBLOCK))
     fcntl (fd, F_SETFL, fl & ~O_NONBLOCK);
 
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  memset (&ss, 0, sizeof ss);
-  if (getsockname (fd, (struct sockaddr *) &ss, &sl) == 0) {
+  struct sockaddr_storage local, peer;
+  socklen_t sl = sizeof local;
+  memset (&local, 0, sizeof local);
+  memset (&peer, 0, sizeof peer);
+  if (getsockname (fd, (struct sockaddr *) &local, &sl) == 0) {
     c->is_socket = true;
-    c->family = ss.ss_family;
-    if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
-      /* Replies are whole messages: Nagle would only add latency. */
-      int one = 1;
-      setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-    sl = sizeof ss;
-    memset (&ss, 0, sizeof ss);
-    if (getpeername (fd, (struct sockaddr *) &ss, &sl) == 0)
-      describe_sockaddr (&ss, c->peer, sizeof c->peer);
+    c->family = local.ss_family;
+    sl = sizeof peer;
+    bool named = getpeername (fd, (struct sockaddr *) &peer, &sl) == 0;
+    if (named)
+      describe_sockaddr (&peer, c->peer, sizeof c->peer);
     else
       snprintf (c->peer, sizeof c->peer, "socket");
+    if (local.ss_family == AF_INET || local.ss_family == AF_INET6)
+      nbd_tcp_tune (fd, &local, &peer);
   } else
     snprintf (c->peer, sizeof c->peer, "fd %d", fd);
   *out = c;
@@ -166,6 +167,7 @@ nbd_conn_close (struct nbd_conn *c)
   } else if (c->fd >= 0)
     close (c->fd);
   free (c->stage);
+  splice_pipe_close (&c->pipe);
   pthread_mutex_destroy (&c->wlock);
   pthread_mutex_destroy (&c->tls_lock);
   free (c);
@@ -696,6 +698,26 @@ nbd_conn_writev_all (struct nbd_conn *c, const struct iovec *iov, int iovcnt)
   pthread_mutex_lock (&c->wlock);
   int r = c->ssl ? tls_writev_all (c, iov, iovcnt)
                  : plain_writev_all (c, iov, iovcnt);
+  pthread_mutex_unlock (&c->wlock);
+  return r;
+}
+
+bool
+nbd_conn_can_write_by_ref (const struct nbd_conn *c)
+{
+  /* A deadline is kept by polling before each write, which the splice
+   * loop does not do; SO_SNDTIMEO it honours. */
+  return c->fd >= 0 && c->is_socket && !c->io && !c->ssl && !c->deadline_ns;
+}
+
+int
+nbd_conn_writev_by_ref (struct nbd_conn *c, const struct iovec *hdr, int nh,
+                        const void *data, size_t len)
+{
+  if (!nbd_conn_can_write_by_ref (c))
+    return -EOPNOTSUPP;
+  pthread_mutex_lock (&c->wlock);
+  int r = splice_send (c->fd, &c->pipe, hdr, nh, data, len);
   pthread_mutex_unlock (&c->wlock);
   return r;
 }

@@ -53,7 +53,8 @@ struct nbd_tls;
 
 /* Wrap a connected stream socket (or any stream fd).  The connection owns
  * fd from now on, also when this fails (fd is then closed).  Sets
- * TCP_NODELAY on TCP sockets and close-on-exec.  0 or -errno. */
+ * TCP_NODELAY on TCP sockets (and more: tcp_tune.c) and close-on-exec.
+ * 0 or -errno. */
 int nbd_conn_new (int fd, struct nbd_conn **out);
 
 /* A transport that is not a file descriptor (tests, fuzzing).  read returns
@@ -138,6 +139,16 @@ int nbd_conn_write_all (struct nbd_conn *c, const void *buf, size_t len);
 /* iov is not modified.  iovcnt may exceed IOV_MAX. */
 int nbd_conn_writev_all (struct nbd_conn *c, const struct iovec *iov,
                          int iovcnt);
+
+/* Write the nh iovecs of hdr, then len bytes at data without copying them:
+ * the socket refers to data's pages until the peer has the bytes, so data
+ * must be memory that will not be reused for other bytes (splice_send.h).
+ * -EOPNOTSUPP, with nothing written, where the connection cannot do that
+ * (TLS, a custom transport, a deadline); nbd_conn_can_write_by_ref says
+ * so in advance. */
+bool nbd_conn_can_write_by_ref (const struct nbd_conn *c);
+int nbd_conn_writev_by_ref (struct nbd_conn *c, const struct iovec *hdr,
+                            int nh, const void *data, size_t len);
 
 /* ---- TLS (after NBD_OPT_STARTTLS was acknowledged) --------------------- */
 

@@ -18,6 +18,13 @@
  * holds a reply pointing into the store while a later request of the same
  * batch changes the store: write-like requests send the batch first, so
  * every reply shows the store as it was when its request executed.
+ *
+ * By reference.  On a plain socket, large READ replies from the store are
+ * not even copied into the socket: the kernel takes references to the
+ * store's pages (splice_send.c).  The socket may then still be sending
+ * them when a later WRITE changes the store; that WRITE was sent before
+ * the client had the READ's reply, so the two were in flight together,
+ * and NBD leaves the data such a READ returns open.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -33,6 +40,11 @@
 /* WRITE payloads up to this size pass through the reader buffer even on
  * the zero-copy path; larger ones are received straight into the store. */
 #define SMALL_PAYLOAD (64u * 1024)
+/* READ replies from the store at least this large go by reference.  Below
+ * it the reader pays more for freeing the pages one by one than the copy
+ * saves: on TCP loopback 64 KiB reads fell from 6.4 to 3.9 GB/s by
+ * reference, 256 KiB reads rose from 6.5 to 7.3. */
+#define BY_REF_MIN (256u * 1024)
 
 struct inline_tx {
   struct nbd_srv_conn *sc;
@@ -46,6 +58,7 @@ struct inline_tx {
   unsigned char *big;
   size_t big_cap;
   bool direct_pending;        /* a batched reply points into the store */
+  bool by_ref;                /* large READ replies by reference */
 };
 
 /* Send what is batched.  Also the reader's before_block hook. */
@@ -135,6 +148,22 @@ queue_reply (struct inline_tx *tx, struct nbd_srv_req *req,
   return r;
 }
 
+/* Send what is batched, then this READ reply with its data by reference. */
+static int
+reply_by_ref (struct inline_tx *tx, struct nbd_srv_req *req,
+              struct nbd_srv_result *res)
+{
+  int r = flush_batch (tx);
+  if (r < 0)
+    return r;
+  unsigned char hdr[NBD_SRV_HDR_MAX];
+  struct iovec iov[2];
+  int n = nbd_srv_encode_reply (tx->sc, req, res, hdr, iov);
+  /* A READ reply with data is its header, then the data. */
+  return nbd_conn_writev_by_ref (tx->sc->conn, iov, n - 1, res->data,
+                                 res->len);
+}
+
 /* A valid READ or WRITE on a store we may access directly. */
 static int
 direct_request (struct inline_tx *tx, struct nbd_srv_req *req)
@@ -163,9 +192,13 @@ direct_request (struct inline_tx *tx, struct nbd_srv_req *req)
   } else {
     res.data = p;
     res.len = req->len;
-    tx->direct_pending = true;
     atomic_fetch_add_explicit (&sc->bytes_read, req->len,
                                memory_order_relaxed);
+    if (tx->by_ref && req->len >= BY_REF_MIN) {
+      atomic_fetch_add_explicit (&sc->requests, 1, memory_order_relaxed);
+      return reply_by_ref (tx, req, &res);
+    }
+    tx->direct_pending = true;
   }
   atomic_fetch_add_explicit (&sc->requests, 1, memory_order_relaxed);
   return queue_reply (tx, req, &res, false);
@@ -228,6 +261,7 @@ nbd_srv_transmit_inline (struct nbd_srv_conn *sc)
   if (sc->extended)
     nbd_srv_reader_set_extended (&tx->rd);
   tx->rd.before_block = flush_batch;
+  tx->by_ref = sc->exp->direct && nbd_conn_can_write_by_ref (sc->conn);
   /* TLS buffers inside OpenSSL, where polling the socket cannot see. */
   if (sc->srv->spin_ok && nbd_conn_fd (sc->conn) >= 0
       && !nbd_conn_is_tls (sc->conn)) {

@@ -1,6 +1,9 @@
 /* The shared NBD byte stream (src/nbd/conn.c): reads, writes, shutdown,
  * NBD URIs, listening and connecting, over socketpairs and real sockets. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -321,6 +324,70 @@ test_listen_tcp_port_zero (void **state)
   nbd_uri_free (&u);
 }
 
+/* A TCP pair over the loopback device, both ends set to congestion
+ * control cc before they are wrapped; false if cc is not available. */
+static bool
+loopback_pair_with (const char *cc, int *a, int *b)
+{
+  int l = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = { .sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+  socklen_t sl = sizeof sa;
+  assert_int_equal (bind (l, (struct sockaddr *) &sa, sizeof sa), 0);
+  assert_int_equal (listen (l, 1), 0);
+  assert_int_equal (getsockname (l, (struct sockaddr *) &sa, &sl), 0);
+  *a = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_int_equal (connect (*a, (struct sockaddr *) &sa, sizeof sa), 0);
+  *b = accept (l, NULL, NULL);
+  assert_true (*b >= 0);
+  close (l);
+  socklen_t n = (socklen_t) strlen (cc);
+  if (setsockopt (*a, IPPROTO_TCP, TCP_CONGESTION, cc, n) < 0
+      || setsockopt (*b, IPPROTO_TCP, TCP_CONGESTION, cc, n) < 0) {
+    close (*a);
+    close (*b);
+    return false;
+  }
+  return true;
+}
+
+static void
+congestion_control (struct nbd_conn *c, char *cc, socklen_t len)
+{
+  memset (cc, 0, len);
+  assert_int_equal (getsockopt (nbd_conn_fd (c), IPPROTO_TCP, TCP_CONGESTION,
+                                cc, &len), 0);
+}
+
+/* BBR paces every packet with a timer, which on the loopback device only
+ * costs (tcp_tune.c): both ends of a loopback connection leave it. */
+static void
+test_loopback_does_not_pace (void **state)
+{
+  int a, b;
+  if (!loopback_pair_with ("bbr", &a, &b)) {
+    print_message ("bbr is not available here: nothing to leave\n");
+    skip ();
+  }
+  struct nbd_conn *ca, *cb;
+  assert_int_equal (nbd_conn_new (a, &ca), 0);
+  assert_int_equal (nbd_conn_new (b, &cb), 0);
+  char cc[16];
+  congestion_control (ca, cc, sizeof cc);
+  assert_true (strcmp (cc, "cubic") == 0 || strcmp (cc, "reno") == 0);
+  congestion_control (cb, cc, sizeof cc);
+  assert_true (strcmp (cc, "cubic") == 0 || strcmp (cc, "reno") == 0);
+  nbd_conn_close (ca);
+  nbd_conn_close (cb);
+  /* An algorithm that does not pace is the administrator's choice. */
+  assert_true (loopback_pair_with ("reno", &a, &b));
+  assert_int_equal (nbd_conn_new (a, &ca), 0);
+  congestion_control (ca, cc, sizeof cc);
+  assert_string_equal (cc, "reno");
+  nbd_conn_close (ca);
+  close (b);
+}
+
 static void
 test_listen_unix_replaces_stale_socket (void **state)
 {
@@ -379,6 +446,7 @@ main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_read_exact_and_eof),
+    cmocka_unit_test (test_loopback_does_not_pace),
     cmocka_unit_test (test_writev_gathers_in_order),
     cmocka_unit_test (test_large_write_completes),
     cmocka_unit_test (test_shutdown_wakes_reader),

@@ -478,6 +478,94 @@ test_batched_read_then_write (void **state)
   assert_memory_equal (f->tb->data + 8192, w, sizeof w);
 }
 
+/* Large READ replies from the store go by reference (splice) on the
+ * direct path: same bytes, in order with batched replies around them, and
+ * a later WRITE shows in a later READ. */
+static void
+test_large_reads (void **state)
+{
+  struct fixture *f = *state;
+  go (f, "", false);
+  enum { BIG = 512 * 1024, AT = 777 };
+  unsigned char *r = malloc (BIG);
+  /* small, big, small in one send: one batch around a big reply */
+  unsigned char req[3 * 28];
+  const uint32_t len[3] = { 100, BIG, 100 };
+  for (int i = 0; i < 3; i++) {
+    unsigned char *q = req + 28 * i;
+    nbd_put32 (q, NBD_REQUEST_MAGIC);
+    nbd_put16 (q + 4, 0);
+    nbd_put16 (q + 6, NBD_CMD_READ);
+    nbd_put64 (q + 8, 80 + (uint64_t) i);
+    nbd_put64 (q + 16, AT * (uint64_t) (i + 1));
+    nbd_put32 (q + 24, len[i]);
+  }
+  raw_send (&f->c, req, sizeof req);
+  for (int i = 0; i < 3; i++) {
+    uint32_t err;
+    uint64_t cookie;
+    raw_simple (&f->c, &err, &cookie);
+    assert_int_equal (err, 0);
+    assert_true (cookie >= 80 && cookie < 83);
+    uint64_t k = cookie - 80;
+    raw_recv (&f->c, r, len[k]);
+    assert_memory_equal (r, f->tb->data + AT * (k + 1), len[k]);
+  }
+  unsigned char *w = malloc (BIG);
+  memset (w, 0x3c, BIG);
+  raw_request (&f->c, 0, NBD_CMD_WRITE, 84, AT, BIG, w);
+  assert_int_equal (simple (f, 84), 0);
+  raw_request (&f->c, 0, NBD_CMD_READ, 85, AT, BIG, NULL);
+  assert_int_equal (simple (f, 85), 0);
+  raw_recv (&f->c, r, BIG);
+  assert_memory_equal (r, w, BIG);
+  free (w);
+  free (r);
+}
+
+static void
+test_large_reads_structured (void **state)
+{
+  struct fixture *f = *state;
+  go (f, "", true);
+  enum { BIG = SIZE - 4096 };
+  raw_request (&f->c, 0, NBD_CMD_READ, 86, 4096, BIG, NULL);
+  uint16_t flags, type;
+  uint64_t cookie;
+  unsigned char *p = malloc (8 + BIG);
+  uint32_t len;
+  raw_chunk (&f->c, &flags, &type, &cookie, p, 8 + BIG, &len);
+  assert_int_equal (cookie, 86);
+  assert_int_equal (type, NBD_REPLY_TYPE_OFFSET_DATA);
+  assert_true (flags & NBD_REPLY_FLAG_DONE);
+  assert_int_equal (len, 8 + BIG);
+  assert_int_equal (nbd_get64 (p), 4096);
+  assert_memory_equal (p + 8, f->tb->data + 4096, BIG);
+  free (p);
+}
+
+/* A client that leaves while large replies are on their way: the server
+ * must not raise SIGPIPE (which would end this test program, whose
+ * SIGPIPE is at its default) and must serve the next client. */
+static void
+test_client_gone_during_large_reads (void **state)
+{
+  struct fixture *f = *state;
+  go (f, "", false);
+  for (uint64_t i = 0; i < 16; i++)
+    raw_request (&f->c, 0, NBD_CMD_READ, 90 + i, 0, SIZE, NULL);
+  unsigned char some[4096];
+  raw_recv (&f->c, some, sizeof some);   /* the server is sending */
+  raw_close (&f->c);
+  go (f, "", false);
+  raw_request (&f->c, 0, NBD_CMD_READ, 110, 0, SIZE, NULL);
+  assert_int_equal (simple (f, 110), 0);
+  unsigned char *r = malloc (SIZE);
+  raw_recv (&f->c, r, SIZE);
+  assert_memory_equal (r, f->tb->data, SIZE);
+  free (r);
+}
+
 static void
 test_stats (void **state)
 {
@@ -523,6 +611,9 @@ main (void)
     ALL (test_pipelined_requests_all_answered),
     ALL (test_disconnect_flushes),
     ALL (test_stats),
+    ALL (test_large_reads),
+    ALL (test_large_reads_structured),
+    ALL (test_client_gone_during_large_reads),
     /* The pool may legitimately run the write first. */
     cmocka_unit_test_setup_teardown (test_batched_read_then_write,
                                      setup_inline, teardown),
