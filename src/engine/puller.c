@@ -512,12 +512,16 @@ done:
 /* Long links need more bytes in flight than the window holds: the first
  * extents query is a lone request, so its time is the round trip (plus
  * the server's work), and the window grows by one pull_window for every
- * WINDOW_RTT of it, up to WINDOW_SCALE times.  A short link keeps
- * pull_window, so local and nearby remotes do not get a larger pile of
- * buffers.  Why: over a 40 ms link, 1 GiB took 1.56 s with 64 MiB in
- * flight and 1.22 s with 256 MiB (r3map copy, median of 3), while on a
- * Unix socket 256 MiB of buffers cost 20-60% more CPU than 64 MiB. */
-#define WINDOW_RTT (10 * 1000 * 1000)   /* ns */
+ * WINDOW_RTT of it, up to WINDOW_SCALE times, once that makes at least
+ * two (a round trip of 5 ms or more).  A short link keeps pull_window,
+ * so local and nearby remotes do not get a larger pile of buffers.  Why:
+ * over a 40 ms link, 1 GiB took 1.56 s with 64 MiB in flight and 1.22 s
+ * with 256 MiB (r3map copy, median of 3), and over 10 ms 0.97 s with
+ * 64 MiB and 0.91 s with 256 MiB (median of 6, alternating), while on a
+ * Unix socket 256 MiB of buffers cost 20-60% more CPU than 64 MiB.  The
+ * bandwidth-delay product alone (12 MB at 1.2 GB/s and 10 ms) would not
+ * ask for that much; the requests queue at each hop on the way. */
+#define WINDOW_RTT (2500 * 1000)        /* ns */
 #define WINDOW_SCALE 4
 
 static void
