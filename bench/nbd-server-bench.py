@@ -6,7 +6,8 @@ Servers (started and stopped here, all three in one run):
   nbdkit   nbdkit memory SIZE
   qemu-nbd qemu-nbd on a raw file in a tmpfs directory (/dev/shm)
 Transports: Unix socket and TCP on 127.0.0.1 (port picked at run time).
-Workloads (fio --ioengine=nbd, one job, one connection):
+Workloads (fio --ioengine=nbd, one job and connection; --jobs N: N of
+each, so that one fio process is not the bottleneck):
   seq-read   1 MiB reads,  depth 16      rand-read   4 KiB reads,  depth 32
   seq-write  1 MiB writes, depth 16      rand-write  4 KiB writes, depth 32
 Every server gets a full sequential write first (warm-up: memory pages are
@@ -19,7 +20,7 @@ busy machine throughput mostly measures the neighbours, CPU per GiB much
 less so.  Writes bench/results/nbd-server-<stamp>.json and .md.
 
 Usage: bench/nbd-server-bench.py --r3map build/tools/r3map/r3map
-       [--size 1G] [--runtime 5] [--reps 3] [--only r3map,nbdkit]
+       [--size 1G] [--runtime 5] [--reps 3] [--only r3map,nbdkit] [--jobs 1]
 """
 import argparse
 import datetime
@@ -168,12 +169,13 @@ class PairServer:
                 p.wait()
 
 
-def fio(uri, rw, bs, depth, size, runtime, tmp, pid=None):
-    """Returns (MB/s, server CPU ms per GiB, fio CPU ms per GiB)."""
+def fio(uri, rw, bs, depth, size, runtime, tmp, pid=None, jobs=1):
+    """Returns (MB/s, server CPU ms per GiB, fio CPU ms per GiB), summed
+    over the jobs."""
     out = os.path.join(tmp, "fio.json")
     args = ["fio", "--name=b", "--ioengine=nbd", f"--uri={uri}",
             f"--rw={rw}", f"--bs={bs}", f"--iodepth={depth}",
-            f"--size={size}", "--numjobs=1", "--output-format=json",
+            f"--size={size}", f"--numjobs={jobs}", "--output-format=json",
             f"--output={out}"]
     if runtime:
         args += ["--time_based", f"--runtime={runtime}"]
@@ -182,11 +184,14 @@ def fio(uri, rw, bs, depth, size, runtime, tmp, pid=None):
                    stderr=subprocess.DEVNULL)
     after = cpu_seconds(pid) if pid else 0
     with open(out) as f:
-        job = json.load(f)["jobs"][0]
-    kib = job["read"]["bw"] + job["write"]["bw"]
-    nbytes = job["read"]["io_bytes"] + job["write"]["io_bytes"]
+        all_jobs = json.load(f)["jobs"]
+    kib = nbytes = fio_cpu = 0
+    for job in all_jobs:
+        kib += job["read"]["bw"] + job["write"]["bw"]
+        nbytes += job["read"]["io_bytes"] + job["write"]["io_bytes"]
+        fio_cpu += ((job["usr_cpu"] + job["sys_cpu"]) / 100
+                    * job["job_runtime"])
     gib = max(nbytes / (1 << 30), 1e-9)
-    fio_cpu = (job["usr_cpu"] + job["sys_cpu"]) / 100 * job["job_runtime"]
     return kib * 1024 / 1e6, 1000 * (after - before) / gib, fio_cpu / gib
 
 
@@ -201,6 +206,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--only", default="r3map,nbdkit,qemu-nbd")
     ap.add_argument("--transports", default="unix,tcp")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="fio jobs (each its own connection) per run")
     ap.add_argument("--out", default=os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "results"))
     a = ap.parse_args()
@@ -235,7 +242,7 @@ def main():
                     for s in servers[k:] + servers[:k]:
                         mbs, scpu, ccpu = fio(s.uri(t), rw, bs, depth,
                                               a.size, a.runtime, tmp,
-                                              s.pid(t))
+                                              s.pid(t), a.jobs)
                         results.setdefault(f"{wl}/{t}/{s.name}",
                                            []).append((mbs, scpu, ccpu))
                         print(f"rep {rep + 1}: {wl:10} {t:4} {s.name:8} "
@@ -276,7 +283,7 @@ def report(a, which, workloads, transports, results):
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     meta = {"date": stamp, "host": platform.node(), "cpus": os.cpu_count(),
             "kernel": platform.release(), "size": a.size,
-            "runtime_s": a.runtime, "reps": a.reps,
+            "runtime_s": a.runtime, "reps": a.reps, "jobs": a.jobs,
             "load_start": a.load_start, "load_end": os.getloadavg()}
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, f"nbd-server-{stamp}.json"), "w") as f:
@@ -333,7 +340,7 @@ def report(a, which, workloads, transports, results):
                                        + cells) + " |")
     md = "\n".join(lines) + "\n"
     with open(os.path.join(a.out, f"nbd-server-{stamp}.md"), "w") as f:
-        f.write(f"fio nbd engine, {a.size}, {a.runtime} s x {a.reps} reps, "
+        f.write(f"fio nbd engine, {a.jobs} job(s), {a.size}, {a.runtime} s x {a.reps} reps, "
                 f"medians; {os.cpu_count()} CPUs, load average "
                 f"{meta['load_start'][0]:.1f} at the start, "
                 f"{meta['load_end'][0]:.1f} at the end\n\n" + md)

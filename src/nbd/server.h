@@ -130,6 +130,7 @@ struct r3m_nbd_server {
   bool spin_ok;                       /* busy polling is allowed (more
                                          than one CPU, busy_poll_us) */
   atomic_int spinners;                /* connections busy polling now */
+  atomic_uint open_conns;             /* = nconns, read without lock */
 };
 
 /* ---- connections --------------------------------------------------------- */
