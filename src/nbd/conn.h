@@ -20,8 +20,9 @@
  * made under a second, inner lock; waiting for the socket (poll) happens
  * outside it.  Lock order: write lock, then the TLS lock.
  *
- * Signals.  Writes never raise SIGPIPE (MSG_NOSIGNAL, also under TLS); a
- * peer that went away gives -EPIPE or -ECONNRESET.
+ * Signals.  Writes never raise SIGPIPE (MSG_NOSIGNAL, also under TLS; the
+ * by-reference write blocks it for the call); a peer that went away gives
+ * -EPIPE or -ECONNRESET.
  *
  * URIs.  nbd_uri_parse understands the NBD URI standard
  * (https://github.com/NetworkBlockDevice/nbd/blob/master/doc/uri.md):
