@@ -145,8 +145,8 @@ int nbd_conn_writev_all (struct nbd_conn *c, const struct iovec *iov,
  * the socket refers to data's pages until the peer has the bytes, so data
  * must be memory that will not be reused for other bytes (splice_send.h).
  * -EOPNOTSUPP, with nothing written, where the connection cannot do that
- * (TLS, a custom transport, a deadline); nbd_conn_can_write_by_ref says
- * so in advance. */
+ * (TLS, a custom transport, a deadline; nbd_conn_can_write_by_ref says so
+ * in advance) or no pipe could be opened (out of descriptors). */
 bool nbd_conn_can_write_by_ref (const struct nbd_conn *c);
 int nbd_conn_writev_by_ref (struct nbd_conn *c, const struct iovec *hdr,
                             int nh, const void *data, size_t len);

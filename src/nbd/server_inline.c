@@ -205,8 +205,13 @@ direct_request (struct inline_tx *tx, struct nbd_srv_req *req)
         && (!tx->by_ref_alone
             || atomic_load_explicit (&sc->srv->open_conns,
                                      memory_order_relaxed) == 1)) {
-      atomic_fetch_add_explicit (&sc->requests, 1, memory_order_relaxed);
-      return reply_by_ref (tx, req, &res);
+      int r = reply_by_ref (tx, req, &res);
+      if (r != -EOPNOTSUPP) {
+        atomic_fetch_add_explicit (&sc->requests, 1, memory_order_relaxed);
+        return r;
+      }
+      /* No pipe (out of descriptors): copy, on this connection from now on. */
+      tx->by_ref = false;
     }
     tx->direct_pending = true;
   }

@@ -134,9 +134,11 @@ int
 splice_send (int sock, struct splice_pipe *p, const struct iovec *hdr,
              int nh, const void *data, size_t len)
 {
-  int r = pipe_open (p);
-  if (r < 0)
-    return r;
+  /* Out of descriptors (or pipe memory): say so before writing anything,
+   * and the caller copies instead. */
+  if (pipe_open (p) < 0)
+    return -EOPNOTSUPP;
+  int r;
 
   sigset_t pipe_set, old;
   sigemptyset (&pipe_set);

@@ -17,8 +17,9 @@ void splice_pipe_close (struct splice_pipe *p);
 /* Write the nh iovecs in hdr to the blocking socket sock (copied), then
  * len bytes at data without copying them: the socket's buffers hold
  * references to the pages of data until the peer has the bytes.  Opens
- * the pipe on first use.  Never raises SIGPIPE.  0, or -errno (-ETIMEDOUT
- * when SO_SNDTIMEO ran out); after an error the stream is broken. */
+ * the pipe on first use.  Never raises SIGPIPE.  0; -EOPNOTSUPP, with
+ * nothing written, when no pipe can be had; or -errno (-ETIMEDOUT when
+ * SO_SNDTIMEO ran out), after which the stream is broken. */
 int splice_send (int sock, struct splice_pipe *p, const struct iovec *hdr,
                  int nh, const void *data, size_t len);
 

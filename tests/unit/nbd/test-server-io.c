@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -566,6 +568,32 @@ test_client_gone_during_large_reads (void **state)
   free (r);
 }
 
+/* Out of descriptors, the server cannot open the pipe that replies by
+ * reference go through: it copies instead, and the client sees nothing. */
+static void
+test_large_reads_without_pipes (void **state)
+{
+  struct fixture *f = *state;
+  go (f, "", false);
+  struct rlimit old, none;
+  assert_int_equal (getrlimit (RLIMIT_NOFILE, &old), 0);
+  int lowest = dup (0);            /* the next descriptor anyone would get */
+  assert_true (lowest >= 0);
+  close (lowest);
+  none = (struct rlimit) { .rlim_cur = (rlim_t) lowest,
+                           .rlim_max = old.rlim_max };
+  assert_int_equal (setrlimit (RLIMIT_NOFILE, &none), 0);
+  unsigned char *r = malloc (SIZE);
+  for (uint64_t i = 0; i < 2; i++) {
+    raw_request (&f->c, 0, NBD_CMD_READ, 120 + i, 0, SIZE, NULL);
+    assert_int_equal (simple (f, 120 + i), 0);
+    raw_recv (&f->c, r, SIZE);
+    assert_memory_equal (r, f->tb->data, SIZE);
+  }
+  assert_int_equal (setrlimit (RLIMIT_NOFILE, &old), 0);
+  free (r);
+}
+
 static void
 test_stats (void **state)
 {
@@ -614,6 +642,7 @@ main (void)
     ALL (test_large_reads),
     ALL (test_large_reads_structured),
     ALL (test_client_gone_during_large_reads),
+    ALL (test_large_reads_without_pipes),
     /* The pool may legitimately run the write first. */
     cmocka_unit_test_setup_teardown (test_batched_read_then_write,
                                      setup_inline, teardown),
