@@ -151,11 +151,12 @@ splice_send (int sock, struct splice_pipe *p, const struct iovec *hdr,
     had = sigismember (&pending, SIGPIPE);
   }
 
-  r = send_header (sock, hdr, nh);
-  if (r == 0)
+  r = send_header (sock, hdr, nh);      /* MSG_NOSIGNAL: raises nothing */
+  bool spliced = r == 0;
+  if (spliced)
     r = send_pages (sock, p, data, len);
 
-  if (r == -EPIPE && !had) {
+  if (r == -EPIPE && spliced && !had) {
     const struct timespec zero = { 0, 0 };
     sigtimedwait (&pipe_set, NULL, &zero);
   }
