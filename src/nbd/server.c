@@ -420,7 +420,6 @@ nbd_srv_conn_new (struct r3m_nbd_server *srv, struct nbd_conn *conn,
       srv->conns->prev = sc;
     srv->conns = sc;
     srv->nconns++;
-    atomic_fetch_add (&srv->open_conns, 1);
     srv->totals.connections++;
   }
   pthread_mutex_unlock (&srv->lock);
@@ -454,7 +453,6 @@ unregister (struct nbd_srv_conn *sc, struct reap *parked)
   if (sc->next)
     sc->next->prev = sc->prev;
   srv->nconns--;
-  atomic_fetch_sub (&srv->open_conns, 1);
   add_counters (&srv->totals, sc);
   if (parked) {
     parked->next = srv->reap;

@@ -117,7 +117,8 @@ struct r3m_nbd_server {
   struct nbd_srv_listener *listeners; /* parallel to bound */
   size_t nbound;
   struct nbd_srv_conn *conns;         /* open connections (list) */
-  size_t nconns;
+  atomic_size_t nconns;               /* changed under lock; the inline
+                                         path reads it without */
   bool frozen;                        /* serving: exports are fixed */
   bool started;                       /* accept thread running */
   bool stopping;                      /* shutdown began */
@@ -130,7 +131,6 @@ struct r3m_nbd_server {
   bool spin_ok;                       /* busy polling is allowed (more
                                          than one CPU, busy_poll_us) */
   atomic_int spinners;                /* connections busy polling now */
-  atomic_uint open_conns;             /* = nconns, read without lock */
 };
 
 /* ---- connections --------------------------------------------------------- */

@@ -155,6 +155,16 @@ queue_reply (struct inline_tx *tx, struct nbd_srv_req *req,
   return r;
 }
 
+/* Whether a READ reply of len bytes from the store goes by reference. */
+static bool
+by_ref_now (const struct inline_tx *tx, size_t len)
+{
+  return tx->by_ref && len >= BY_REF_MIN
+         && (!tx->by_ref_alone
+             || atomic_load_explicit (&tx->sc->srv->nconns,
+                                      memory_order_relaxed) == 1);
+}
+
 /* Send what is batched, then this READ reply with its data by reference. */
 static int
 reply_by_ref (struct inline_tx *tx, struct nbd_srv_req *req,
@@ -196,26 +206,22 @@ direct_request (struct inline_tx *tx, struct nbd_srv_req *req)
     atomic_store (&sc->wrote, true);
     atomic_fetch_add_explicit (&sc->bytes_written, req->len,
                                memory_order_relaxed);
+    atomic_fetch_add_explicit (&sc->requests, 1, memory_order_relaxed);
   } else {
     res.data = p;
     res.len = req->len;
     atomic_fetch_add_explicit (&sc->bytes_read, req->len,
                                memory_order_relaxed);
-    if (tx->by_ref && req->len >= BY_REF_MIN
-        && (!tx->by_ref_alone
-            || atomic_load_explicit (&sc->srv->open_conns,
-                                     memory_order_relaxed) == 1)) {
+    atomic_fetch_add_explicit (&sc->requests, 1, memory_order_relaxed);
+    if (by_ref_now (tx, req->len)) {
       int r = reply_by_ref (tx, req, &res);
-      if (r != -EOPNOTSUPP) {
-        atomic_fetch_add_explicit (&sc->requests, 1, memory_order_relaxed);
+      if (r != -EOPNOTSUPP)
         return r;
-      }
       /* No pipe (out of descriptors): copy, on this connection from now on. */
       tx->by_ref = false;
     }
     tx->direct_pending = true;
   }
-  atomic_fetch_add_explicit (&sc->requests, 1, memory_order_relaxed);
   return queue_reply (tx, req, &res, false);
 }
 
