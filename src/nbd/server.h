@@ -213,6 +213,8 @@ struct nbd_srv_reader {
   uint64_t spin_ns;           /* 0: never spin */
   bool spin_requests;         /* also between requests, not only within
                                  a large payload (Unix sockets) */
+  bool streamed;              /* the last payload was read straight from
+                                 the socket: spin for the next request */
   atomic_int *spin_token;
   bool spin_off;              /* the client went quiet: sleep at once */
   unsigned spin_skip;         /* fills left without spinning (backoff

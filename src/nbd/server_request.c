@@ -80,11 +80,13 @@ nbd_srv_reader_free (struct nbd_srv_reader *r)
  * again follow each other closely.  One spinner per server: two spinning
  * threads would starve each other and the client on two CPUs.
  *
- * Over TCP only the rest of a large payload is read this way: between
- * small requests polling made the server answer each at once in a
- * segment of its own, and fio spent more, not less, per request (TCP
- * loopback costs the client per segment more than per wake-up; see
- * docs/nbd-server.md). */
+ * Over TCP only the rest of a large payload is read this way, and the
+ * request right behind it: between small requests polling made the
+ * server answer each at once in a segment of its own, and fio spent
+ * more, not less, per request (TCP loopback costs the client per
+ * segment more than per wake-up; see docs/nbd-server.md).  After a
+ * large WRITE there is no batch to lose, and a client streaming them
+ * would otherwise wake us once per request. */
 
 static int
 before_block (struct nbd_srv_reader *r)
@@ -95,7 +97,10 @@ before_block (struct nbd_srv_reader *r)
 static ssize_t
 fill_read (struct nbd_srv_reader *r, void *buf, size_t len, bool payload)
 {
-  if (r->spin_ns == 0 || !(payload || r->spin_requests)) {
+  bool spin = payload || r->spin_requests || r->streamed;
+  if (!payload)
+    r->streamed = false;
+  if (r->spin_ns == 0 || !spin) {
     int b = before_block (r);
     return b < 0 ? b : nbd_conn_read_some (r->conn, buf, len);
   }
@@ -182,6 +187,7 @@ nbd_srv_reader_copy (struct nbd_srv_reader *r, void *dst, size_t len)
     return b;
   unsigned char *p = (unsigned char *) dst + n;
   len -= n;
+  r->streamed = true;
   if (!r->spin_ns)
     return nbd_conn_read_exact (r->conn, p, len);
   /* The rest straight into dst, busy polling like a fill: a client

@@ -198,6 +198,39 @@ test_trickled_large_write (void **state)
   free (r);
 }
 
+/* Large WRITEs back to back (after each, the next request is polled
+ * for, even over TCP), the last one followed by silence: every reply
+ * arrives, and a request after a pause longer than any spin is served. */
+static void
+test_streamed_writes (void **state)
+{
+  struct fixture *f = *state;
+  go (f, &f->c);
+  size_t len = 256u * 1024;
+  unsigned n = 8;
+  unsigned char *w = malloc (len * n), *r = malloc (len);
+  for (size_t i = 0; i < len * n; i++)
+    w[i] = (unsigned char) (i * 13 + i / 4096);
+  unsigned char h[NBD_REQUEST_SIZE];
+  for (unsigned i = 0; i < n; i++) {
+    header (h, NBD_CMD_WRITE, i, (uint64_t) i * len, (uint32_t) len);
+    raw_send (&f->c, h, sizeof h);
+    raw_send (&f->c, w + i * len, len);
+  }
+  for (unsigned i = 0; i < n; i++)
+    expect_simple (&f->c, i);
+  sleep_ms (20);
+  for (unsigned i = 0; i < n; i++) {
+    raw_request (&f->c, 0, NBD_CMD_READ, 100 + i, (uint64_t) i * len,
+                 (uint32_t) len, NULL);
+    expect_simple (&f->c, 100 + i);
+    raw_recv (&f->c, r, len);
+    assert_memory_equal (r, w + i * len, len);
+  }
+  free (w);
+  free (r);
+}
+
 /* A client that waits between requests (spinning turns off) and then
  * pipelines again (it turns back on): every request is answered. */
 static void
@@ -398,6 +431,7 @@ main (void)
   const struct CMUnitTest tests[] = {
     EACH (test_split_writes),
     EACH (test_trickled_large_write),
+    EACH (test_streamed_writes),
     EACH (test_idle_then_busy),
     EACH (test_client_stops_reading),
     EACH (test_connections_share_the_spinner),
