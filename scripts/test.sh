@@ -3,7 +3,8 @@
 #   1. unit, integration and stress tests on a normal build;
 #   2. unit and stress tests again under ASan+UBSan, with the r3map
 #      command's integration tests (suite cli: a few seconds);
-#   3. the concurrency (stress) tests under TSan;
+#   3. the concurrency (stress) tests and the NBD tests (suite threads)
+#      under TSan;
 #   4. each libFuzzer harness for a bounded time from its seed corpus.
 # Installs what is missing first.  Ends with "N passed, N failed".
 # With R3M_CI=1 (set by .ci/run) a skipped test counts as failed: every
@@ -51,7 +52,8 @@ run() {
 run build "" --no-suite fuzz
 run build-asan "-Db_sanitize=address,undefined -Db_lundef=false" \
   --suite unit --suite stress --suite cli
-run build-tsan "-Db_sanitize=thread -Db_lundef=false" --suite stress
+run build-tsan "-Db_sanitize=thread -Db_lundef=false" \
+  --suite stress --suite threads
 CC=clang run build-fuzz "-Dfuzz=true -Db_lundef=false" --suite fuzz
 
 /usr/bin/python3 scripts/summarize.py "${logs[@]}" || status=1
