@@ -492,7 +492,12 @@ drain_locked (struct nbd_cli_conn *c)
 
     pthread_mutex_unlock (&c->lock);
     int r = nbd_conn_writev_all (c->s, b->iov, b->iovcnt);
-    if (r < 0)
+    /* A server that went away shows here as EPIPE or ECONNRESET, and to
+     * the reader as the end of the stream; whichever notices first, the
+     * message is the same. */
+    if (r == -EPIPE || r == -ECONNRESET)
+      nbd_cli_conn_fail (c, r, "%s: server closed the connection", c->what);
+    else if (r < 0)
       nbd_cli_conn_fail (c, r, "%s: sending a request: %s", c->what,
                          strerror (-r));
     pthread_mutex_lock (&c->lock);

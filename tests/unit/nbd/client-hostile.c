@@ -484,6 +484,48 @@ server_dies_mid_payload (void **state)
   server_dies (1, "&inflight=8&connections=1");
 }
 
+/* Reads one WRITE header and a little of its payload, then leaves: the
+ * client is in the middle of sending. */
+static void
+leave_mid_send (struct fake_conn *c)
+{
+  if (!fake_handshake (c))
+    return;
+  unsigned char part[NBD_REQUEST_SIZE + 1024];
+  fk_read (c, part, sizeof part);
+}
+
+/* The server goes while large WRITEs are being sent: the sender sees
+ * EPIPE, the reader the end of the stream, and the caller one clear
+ * message whichever saw it first. */
+static void
+server_gone_while_sending (void **state)
+{
+  for (int round = 0; round < 20; round++) {
+    struct fake *f = fake_start (leave_mid_send, NULL, NULL);
+    struct r3m_backend *b = NULL;
+    struct r3m_error err;
+    assert_int_equal (r3m_backend_open (f->uri, 0, &b, &err), 0);
+    size_t len = 512u * 1024;
+    char *buf = calloc (1, len);
+    struct tracker t;
+    tracker_init (&t);
+    struct treq q[2];
+    for (int i = 0; i < 2; i++)
+      tsubmit (b, &t, &q[i], R3M_IO_WRITE, buf, len, (uint64_t) i * len, 0);
+    twait (&t);
+    for (int i = 0; i < 2; i++)
+      assert_true (q[i].result < 0);
+    assert_true (r3m_nbd_client_error (b, &err) < 0);
+    if (!strstr (err.msg, "server closed the connection"))
+      fail_msg ("round %d, message: %s", round, err.msg);
+    r3m_backend_close (b);
+    tracker_destroy (&t);
+    free (buf);
+    assert_true (fake_stop (f));
+  }
+}
+
 /* A server that stays connected but never answers: with a request
  * timeout the caller gets ETIMEDOUT instead of waiting for ever. */
 static void
@@ -536,6 +578,7 @@ int
 main (void)
 {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test (server_gone_while_sending),
     cmocka_unit_test (unknown_cookie),
     cmocka_unit_test (bad_reply_magic),
     cmocka_unit_test (data_before_request),
