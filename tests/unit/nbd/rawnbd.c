@@ -244,16 +244,23 @@ raw_go_ext (struct raw *c, const char *name, const char *const *meta,
 }
 
 void
-raw_request (struct raw *c, uint16_t flags, uint16_t type, uint64_t cookie,
-             uint64_t off, uint32_t len, const void *payload)
+raw_put_request (unsigned char *h, uint16_t flags, uint16_t type,
+                 uint64_t cookie, uint64_t off, uint32_t len)
 {
-  unsigned char h[28];
   nbd_put32 (h, NBD_REQUEST_MAGIC);
   nbd_put16 (h + 4, flags);
   nbd_put16 (h + 6, type);
   nbd_put64 (h + 8, cookie);
   nbd_put64 (h + 16, off);
   nbd_put32 (h + 24, len);
+}
+
+void
+raw_request (struct raw *c, uint16_t flags, uint16_t type, uint64_t cookie,
+             uint64_t off, uint32_t len, const void *payload)
+{
+  unsigned char h[NBD_REQUEST_SIZE];
+  raw_put_request (h, flags, type, cookie, off, len);
   raw_send (c, h, sizeof h);
   if (payload && len)
     raw_send (c, payload, len);

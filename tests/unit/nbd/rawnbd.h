@@ -56,6 +56,10 @@ void raw_go (struct raw *c, const char *name, bool structured,
 void raw_go_ext (struct raw *c, const char *name, const char *const *meta,
                  uint32_t nmeta, uint64_t *size, uint16_t *eflags);
 
+/* Encode a compact request header into h (NBD_REQUEST_SIZE bytes), for
+ * tests that send several requests, or a header apart from its payload. */
+void raw_put_request (unsigned char *h, uint16_t flags, uint16_t type,
+                      uint64_t cookie, uint64_t off, uint32_t len);
 void raw_request (struct raw *c, uint16_t flags, uint16_t type,
                   uint64_t cookie, uint64_t off, uint32_t len,
                   const void *payload);

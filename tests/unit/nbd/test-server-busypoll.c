@@ -113,18 +113,6 @@ sleep_ms (unsigned ms)
 }
 
 static void
-header (unsigned char *h, uint16_t type, uint64_t cookie, uint64_t off,
-        uint32_t len)
-{
-  nbd_put32 (h, NBD_REQUEST_MAGIC);
-  nbd_put16 (h + 4, 0);
-  nbd_put16 (h + 6, type);
-  nbd_put64 (h + 8, cookie);
-  nbd_put64 (h + 16, off);
-  nbd_put32 (h + 24, len);
-}
-
-static void
 expect_simple (struct raw *c, uint64_t cookie)
 {
   uint32_t err;
@@ -144,7 +132,7 @@ test_split_writes (void **state)
   unsigned char h[NBD_REQUEST_SIZE], w[4096];
   for (unsigned i = 0; i < 40; i++) {
     memset (w, (int) (0x40 + i), sizeof w);
-    header (h, NBD_CMD_WRITE, i, (uint64_t) i * 8192, sizeof w);
+    raw_put_request (h, 0, NBD_CMD_WRITE, i, (uint64_t) i * 8192, sizeof w);
     raw_send (&f->c, h, sizeof h);
     if (i % 8 == 3)
       sleep_ms (10);
@@ -179,7 +167,7 @@ test_trickled_large_write (void **state)
   for (size_t i = 0; i < len; i++)
     w[i] = (unsigned char) (i * 31 + 5);
   unsigned char h[NBD_REQUEST_SIZE];
-  header (h, NBD_CMD_WRITE, 7, 65536, (uint32_t) len);
+  raw_put_request (h, 0, NBD_CMD_WRITE, 7, 65536, (uint32_t) len);
   raw_send (&f->c, h, sizeof h);
   size_t done = 0, step = 100;
   while (done < len) {
@@ -213,7 +201,7 @@ test_streamed_writes (void **state)
     w[i] = (unsigned char) (i * 13 + i / 4096);
   unsigned char h[NBD_REQUEST_SIZE];
   for (unsigned i = 0; i < n; i++) {
-    header (h, NBD_CMD_WRITE, i, (uint64_t) i * len, (uint32_t) len);
+    raw_put_request (h, 0, NBD_CMD_WRITE, i, (uint64_t) i * len, (uint32_t) len);
     raw_send (&f->c, h, sizeof h);
     raw_send (&f->c, w + i * len, len);
   }

@@ -462,15 +462,8 @@ test_batched_read_then_write (void **state)
   memset (w, 0xc3, sizeof w);
   /* Both requests in one send, so the server reads them in one batch. */
   unsigned char buf[28 * 2 + 4096];
-  nbd_put32 (buf, NBD_REQUEST_MAGIC);
-  nbd_put16 (buf + 4, 0);
-  nbd_put16 (buf + 6, NBD_CMD_READ);
-  nbd_put64 (buf + 8, 70);
-  nbd_put64 (buf + 16, 8192);
-  nbd_put32 (buf + 24, 4096);
-  memcpy (buf + 28, buf, 28);
-  nbd_put16 (buf + 28 + 6, NBD_CMD_WRITE);
-  nbd_put64 (buf + 28 + 8, 71);
+  raw_put_request (buf, 0, NBD_CMD_READ, 70, 8192, 4096);
+  raw_put_request (buf + 28, 0, NBD_CMD_WRITE, 71, 8192, 4096);
   memcpy (buf + 56, w, sizeof w);
   raw_send (&f->c, buf, sizeof buf);
   assert_int_equal (simple (f, 70), 0);
@@ -493,15 +486,9 @@ test_large_reads (void **state)
   /* small, big, small in one send: one batch around a big reply */
   unsigned char req[3 * 28];
   const uint32_t len[3] = { 100, BIG, 100 };
-  for (int i = 0; i < 3; i++) {
-    unsigned char *q = req + 28 * i;
-    nbd_put32 (q, NBD_REQUEST_MAGIC);
-    nbd_put16 (q + 4, 0);
-    nbd_put16 (q + 6, NBD_CMD_READ);
-    nbd_put64 (q + 8, 80 + (uint64_t) i);
-    nbd_put64 (q + 16, AT * (uint64_t) (i + 1));
-    nbd_put32 (q + 24, len[i]);
-  }
+  for (int i = 0; i < 3; i++)
+    raw_put_request (req + 28 * i, 0, NBD_CMD_READ, 80 + (uint64_t) i,
+                     AT * (uint64_t) (i + 1), len[i]);
   raw_send (&f->c, req, sizeof req);
   for (int i = 0; i < 3; i++) {
     uint32_t err;

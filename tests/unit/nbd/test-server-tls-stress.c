@@ -20,6 +20,7 @@
 #include "nbd/conn.h"
 #include "nbd/proto.h"
 #include "nbd/tls.h"
+#include "rawnbd.h"
 #include "testbackend.h"
 #include "testcerts.h"
 
@@ -52,12 +53,7 @@ send_all (void *arg)
   s->result = 0;
   for (unsigned i = 0; i < N && s->result == 0; i++) {
     unsigned char h[28];
-    nbd_put32 (h, NBD_REQUEST_MAGIC);
-    nbd_put16 (h + 4, 0);
-    nbd_put16 (h + 6, s->type);
-    nbd_put64 (h + 8, i);
-    nbd_put64 (h + 16, (uint64_t) i * LEN);
-    nbd_put32 (h + 24, LEN);
+    raw_put_request (h, 0, s->type, i, (uint64_t) i * LEN, LEN);
     struct iovec iov[2] = { { h, 28 }, { s->data[i], LEN } };
     s->result = nbd_conn_writev_all (s->c, iov,
                                      s->type == NBD_CMD_WRITE ? 2 : 1);

@@ -18,6 +18,7 @@
 #include "nbd/conn.h"
 #include "nbd/proto.h"
 #include "nbd/tls.h"
+#include "rawnbd.h"
 #include "testbackend.h"
 #include "testcerts.h"
 
@@ -181,18 +182,12 @@ static void
 round_trip (struct fixture *f)
 {
   unsigned char req[28 + 512], rep[16], data[512];
-  nbd_put32 (req, NBD_REQUEST_MAGIC);
-  nbd_put16 (req + 4, 0);
-  nbd_put16 (req + 6, NBD_CMD_WRITE);
-  nbd_put64 (req + 8, 1);
-  nbd_put64 (req + 16, 0);
-  nbd_put32 (req + 24, 512);
+  raw_put_request (req, 0, NBD_CMD_WRITE, 1, 0, 512);
   memset (req + 28, 0x77, 512);
   assert_int_equal (nbd_conn_write_all (f->c, req, sizeof req), 0);
   assert_int_equal (nbd_conn_read_exact (f->c, rep, 16), 0);
   assert_int_equal (nbd_get32 (rep + 4), 0);
-  nbd_put16 (req + 6, NBD_CMD_READ);
-  nbd_put64 (req + 8, 2);
+  raw_put_request (req, 0, NBD_CMD_READ, 2, 0, 512);
   assert_int_equal (nbd_conn_write_all (f->c, req, 28), 0);
   /* A simple reply: structured replies asked for before STARTTLS are
    * forgotten. */
