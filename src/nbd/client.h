@@ -228,6 +228,11 @@ void nbd_cli_slot_finish (struct nbd_cli_conn *c, uint32_t index, int result);
 /* Record a reason the connection died (first one wins) and kill it. */
 void nbd_cli_conn_fail (struct nbd_cli_conn *c, int code, const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
+/* The same for a failed read or write on the socket (doing: "sending a
+ * request", "reading a reply"): a server that went away is "server closed
+ * the connection" whether the sender or the reader notices first. */
+void nbd_cli_conn_io_failed (struct nbd_cli_conn *c, int code,
+                             const char *doing);
 
 /* ---- pool and backend (client_backend.c) ------------------------------- */
 

@@ -278,6 +278,18 @@ nbd_cli_conn_fail (struct nbd_cli_conn *c, int code, const char *fmt, ...)
 }
 
 void
+nbd_cli_conn_io_failed (struct nbd_cli_conn *c, int code, const char *doing)
+{
+  /* The sender sees EPIPE or ECONNRESET, the reader the end of the stream
+   * (-ECONNRESET from nbd_conn_read_exact). */
+  if (code == -EPIPE || code == -ECONNRESET)
+    nbd_cli_conn_fail (c, code, "%s: server closed the connection", c->what);
+  else
+    nbd_cli_conn_fail (c, code, "%s: %s: %s", c->what, doing,
+                       strerror (-code));
+}
+
+void
 nbd_cli_conn_reader_exit (struct nbd_cli_conn *c)
 {
   pthread_mutex_lock (&c->lock);
@@ -492,14 +504,8 @@ drain_locked (struct nbd_cli_conn *c)
 
     pthread_mutex_unlock (&c->lock);
     int r = nbd_conn_writev_all (c->s, b->iov, b->iovcnt);
-    /* A server that went away shows here as EPIPE or ECONNRESET, and to
-     * the reader as the end of the stream; whichever notices first, the
-     * message is the same. */
-    if (r == -EPIPE || r == -ECONNRESET)
-      nbd_cli_conn_fail (c, r, "%s: server closed the connection", c->what);
-    else if (r < 0)
-      nbd_cli_conn_fail (c, r, "%s: sending a request: %s", c->what,
-                         strerror (-r));
+    if (r < 0)
+      nbd_cli_conn_io_failed (c, r, "sending a request");
     pthread_mutex_lock (&c->lock);
 
     for (unsigned k = 0; k < b->n; k++) {

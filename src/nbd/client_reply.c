@@ -97,11 +97,7 @@ rd (struct nbd_cli_conn *c, void *buf, size_t n)
   int r = nbd_conn_read_exact (c->s, buf, n);
   if (r == 0)
     return 0;
-  if (r == -ECONNRESET)
-    nbd_cli_conn_fail (c, r, "%s: server closed the connection", c->what);
-  else
-    nbd_cli_conn_fail (c, r, "%s: reading a reply: %s", c->what,
-                       strerror (-r));
+  nbd_cli_conn_io_failed (c, r, "reading a reply");
   return r;
 }
 
