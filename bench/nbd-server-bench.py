@@ -5,6 +5,14 @@ Servers (started and stopped here, all three in one run):
   r3map    r3map serve memory:SIZE
   nbdkit   nbdkit memory SIZE
   qemu-nbd qemu-nbd on a raw file in a tmpfs directory (/dev/shm)
+and with --null build/bench/nbd-null-server, the ceiling:
+  null      a server that does no work: keeps no data, answers each
+            batch of requests with one writev, sleeps in recv
+  null-spin the same, polling the socket instead of sleeping
+  null-hold the same, polling up to 20 us for more requests before it
+            answers a batch (fewer, larger batches)
+Where fio is the bottleneck, no server can beat fio against the ceiling;
+the table adds the fastest null server / nbdkit and r3map / that.
 Transports: Unix socket and TCP on 127.0.0.1 (port picked at run time).
 Workloads (fio --ioengine=nbd, one job and connection; --jobs N: N of
 each, so that one fio process is not the bottleneck):
@@ -21,6 +29,7 @@ less so.  Writes bench/results/nbd-server-<stamp>.json and .md.
 
 Usage: bench/nbd-server-bench.py --r3map build/tools/r3map/r3map
        [--size 1G] [--runtime 5] [--reps 3] [--only r3map,nbdkit] [--jobs 1]
+       [--r3map-base OTHER-R3MAP] [--null build/bench/nbd-null-server]
 """
 import argparse
 import datetime
@@ -43,6 +52,9 @@ WORKLOADS = [
     ("rand-write", "randwrite", "4k", 32),
 ]
 
+
+# The ceiling's three ways of waiting for requests (bench/nbd_null_server.c).
+NULLS = {"null": [], "null-spin": ["--spin"], "null-hold": ["--hold", "20"]}
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -107,7 +119,11 @@ def start_servers(which, binaries, size, tmp):
     servers = []
     for name in which:
         sock, port = os.path.join(tmp, name + ".sock"), free_port()
-        if name in binaries:
+        if name in NULLS:
+            servers.append(Server(name, [binaries["null"], size, sock,
+                                         str(port)] + NULLS[name],
+                                  sock, port, tmp))
+        elif name in binaries:
             servers.append(Server(name, [
                 binaries[name], "serve", "-q", "--listen",
                 f"nbd+unix:///?socket={sock}", "--listen",
@@ -200,6 +216,11 @@ def main():
     ap.add_argument("--r3map", required=True)
     ap.add_argument("--r3map-base", help="a second r3map binary (e.g. a "
                     "build of main), run as server 'r3map-base' for A/B")
+    ap.add_argument("--null", help="build/bench/nbd-null-server: run "
+                    "the ceiling (a server that does no work) as servers "
+                    "'null' (sleeps in recv), 'null-spin' (polls) and "
+                    "'null-hold' (polls up to 20 us for more requests "
+                    "before it answers a batch)")
     ap.add_argument("--workloads", default=",".join(w[0] for w in WORKLOADS))
     ap.add_argument("--size", default="1G")
     ap.add_argument("--runtime", type=int, default=5)
@@ -220,6 +241,9 @@ def main():
         binaries["r3map-base"] = os.path.abspath(a.r3map_base)
         if "r3map-base" not in which:
             which.insert(1, "r3map-base")
+    if a.null:
+        binaries["null"] = os.path.abspath(a.null)
+        which += [n for n in NULLS if n not in which]
     workloads = [w for w in WORKLOADS if w[0] in a.workloads.split(",")]
     transports = a.transports.split(",")
     a.load_start = os.getloadavg()
@@ -256,6 +280,12 @@ def main():
     report(a, which, workloads, transports, results)
 
 
+def pair_ratio(a, b):
+    """Median of the rep-by-rep ratios: the two ran next to each other, so
+    a slow stretch of the machine hits both and cancels out."""
+    return statistics.median(x / max(y, 1e-9) for x, y in zip(a, b))
+
+
 def report(a, which, workloads, transports, results):
     rows = []
     for wl, rw, bs, depth in workloads:
@@ -273,18 +303,29 @@ def report(a, which, workloads, transports, results):
             if "r3map" in which and "nbdkit" in which:
                 row["ratio_vs_nbdkit"] = (row["r3map"]["median_mbs"]
                                           / row["nbdkit"]["median_mbs"])
+                row["ratio_vs_nbdkit_pairs"] = pair_ratio(
+                    row["r3map"]["runs_mbs"], row["nbdkit"]["runs_mbs"])
                 row["cpu_ratio_nbdkit_vs_r3map"] = (
                     row["nbdkit"]["median_server_cpu_ms_per_gib"]
                     / max(row["r3map"]["median_server_cpu_ms_per_gib"], 1))
             if "r3map-base" in which:
                 row["ratio_vs_base"] = (row["r3map"]["median_mbs"]
                                         / row["r3map-base"]["median_mbs"])
-                # Rep by rep: the two ran next to each other, so a slow
-                # stretch of the machine hits both and cancels out.
-                pairs = [n / max(b, 1e-9) for n, b in zip(
-                    row["r3map"]["runs_mbs"], row["r3map-base"]["runs_mbs"])]
-                row["ratio_vs_base_pairs"] = statistics.median(pairs)
-                row["pairs_ahead"] = sum(q > 1 for q in pairs)
+                row["ratio_vs_base_pairs"] = pair_ratio(
+                    row["r3map"]["runs_mbs"], row["r3map-base"]["runs_mbs"])
+                row["pairs_ahead"] = sum(
+                    n > b for n, b in zip(row["r3map"]["runs_mbs"],
+                                          row["r3map-base"]["runs_mbs"]))
+            nulls = [n for n in NULLS if n in which]
+            if nulls and "nbdkit" in which:
+                best = max(row[n]["median_mbs"] for n in nulls)
+                row["ceiling_vs_nbdkit"] = best / row["nbdkit"]["median_mbs"]
+                per_rep = [max(v) for v in zip(*(row[n]["runs_mbs"]
+                                                 for n in nulls))]
+                row["ceiling_vs_nbdkit_pairs"] = pair_ratio(
+                    per_rep, row["nbdkit"]["runs_mbs"])
+                if "r3map" in which:
+                    row["r3map_vs_ceiling"] = row["r3map"]["median_mbs"] / best
             rows.append(row)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     meta = {"date": stamp, "host": platform.node(), "cpus": os.cpu_count(),
@@ -305,6 +346,14 @@ def report(a, which, workloads, transports, results):
     if base:
         head += " | r3map/r3map-base"
         sep += "---|"
+    ceiling = "ceiling_vs_nbdkit" in rows[0]
+    if ceiling:
+        # The ceiling: the fastest of the servers that do no work.
+        head += " | ceiling/nbdkit"
+        sep += "---|"
+        if "r3map_vs_ceiling" in rows[0]:
+            head += " | r3map/ceiling"
+            sep += "---|"
     head += " | " + " | ".join(f"{n} CPU ms/GiB" for n in which)
     sep += "---|" * len(which)
     if ratios:
@@ -315,11 +364,17 @@ def report(a, which, workloads, transports, results):
         cells = [r["workload"], r["transport"]] + [
             f"{r[n]['median_mbs']:.0f}" for n in which]
         if ratios:
-            cells.append(f"{r['ratio_vs_nbdkit']:.2f}x")
+            cells.append(f"{r['ratio_vs_nbdkit']:.2f}x (pairs "
+                         f"{r['ratio_vs_nbdkit_pairs']:.2f}x)")
         if base:
             cells.append(f"{r['ratio_vs_base']:.2f}x (pairs "
                          f"{r['ratio_vs_base_pairs']:.2f}x, ahead in "
                          f"{r['pairs_ahead']}/{a.reps})")
+        if ceiling:
+            cells.append(f"{r['ceiling_vs_nbdkit']:.2f}x (pairs "
+                         f"{r['ceiling_vs_nbdkit_pairs']:.2f}x)")
+            if "r3map_vs_ceiling" in r:
+                cells.append(f"{r['r3map_vs_ceiling']:.2f}x")
         cells += [f"{r[n]['median_server_cpu_ms_per_gib']:.0f}"
                   for n in which]
         if ratios:
