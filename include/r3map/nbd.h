@@ -80,6 +80,13 @@ struct r3m_nbd_server_options {
                                 connection at a time, only with 2+ CPUs;
                                 see docs/nbd-server.md); default 50;
                                 0 = never */
+  unsigned batch_hold_us;    /* inline exports over TCP: while replies
+                                wait to be sent, poll this long (per batch)
+                                for more requests to answer in the same
+                                send; backs off for clients that send one
+                                at a time (only with 2+ CPUs, not with TLS;
+                                see docs/nbd-server.md); default 20;
+                                0 = never */
   const char *tls_psk;       /* TLS pre-shared keys, "user:hexkey" lines
                                 (GnuTLS psktool's format): a client naming
                                 a user of the file and proving its key gets
@@ -201,6 +208,9 @@ struct r3m_nbd_server_stats {
   uint64_t bytes_read;       /* payload sent to clients */
   uint64_t bytes_written;    /* payload received from clients */
   uint64_t errors;           /* requests answered with an error */
+  uint64_t holds;            /* times replies waited while the connection
+                                polled for more requests (batch_hold_us) */
+  uint64_t holds_found;      /* ... and more requests came */
 };
 
 void r3m_nbd_server_stats (struct r3m_nbd_server *srv,

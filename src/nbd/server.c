@@ -46,6 +46,7 @@ r3m_nbd_server_options_init (struct r3m_nbd_server_options *o)
   o->handshake_timeout_ms = 30000;
   o->log_level = R3M_NBD_LOG_WARN;
   o->busy_poll_us = 50;
+  o->batch_hold_us = 20;
 }
 
 void
@@ -94,6 +95,9 @@ r3m_nbd_server_new (const struct r3m_nbd_server_options *o,
   if (o->busy_poll_us > 10000)
     return util_err (err, EINVAL, "nbd server: busy polling is at most "
                      "10000 us");
+  if (o->batch_hold_us > 10000)
+    return util_err (err, EINVAL, "nbd server: holding a batch is at most "
+                     "10000 us");
   if (o->tls != R3M_NBD_TLS_OFF && !o->tls_cert && !o->tls_psk)
     return util_err (err, EINVAL, "nbd server: TLS needs a certificate or a "
                      "pre-shared key file");
@@ -103,7 +107,9 @@ r3m_nbd_server_new (const struct r3m_nbd_server_options *o,
   srv->opts = *o;
   srv->wake_fd = -1;
   /* With one CPU a spinning server only delays the client it waits for. */
-  srv->spin_ok = o->busy_poll_us > 0 && sysconf (_SC_NPROCESSORS_ONLN) > 1;
+  bool cpus = sysconf (_SC_NPROCESSORS_ONLN) > 1;
+  srv->spin_ok = o->busy_poll_us > 0 && cpus;
+  srv->hold_ok = o->batch_hold_us > 0 && cpus;
   pthread_mutex_init (&srv->lock, NULL);
   pthread_mutex_init (&srv->shutdown_lock, NULL);
   pthread_condattr_t ca;
@@ -439,6 +445,8 @@ add_counters (struct r3m_nbd_server_stats *st, struct nbd_srv_conn *sc)
   st->bytes_read += atomic_load (&sc->bytes_read);
   st->bytes_written += atomic_load (&sc->bytes_written);
   st->errors += atomic_load (&sc->errors);
+  st->holds += atomic_load (&sc->holds);
+  st->holds_found += atomic_load (&sc->holds_found);
 }
 
 static void

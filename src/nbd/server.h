@@ -130,6 +130,8 @@ struct r3m_nbd_server {
   struct r3m_nbd_server_stats totals; /* of closed connections */
   bool spin_ok;                       /* busy polling is allowed (more
                                          than one CPU, busy_poll_us) */
+  bool hold_ok;                       /* so is holding batches (more
+                                         than one CPU, batch_hold_us) */
   atomic_int spinners;                /* connections busy polling now */
 };
 
@@ -164,6 +166,7 @@ struct nbd_srv_conn {
   /* Transmission. */
   atomic_bool wrote;          /* a write since the last flush */
   atomic_uint_fast64_t requests, bytes_read, bytes_written, errors;
+  atomic_uint_fast64_t holds, holds_found;
 };
 
 /* One request on its way through the server. */
@@ -220,6 +223,20 @@ struct nbd_srv_reader {
   unsigned spin_skip;         /* fills left without spinning (backoff
                                  after losing the CPU while spinning) */
   unsigned spin_backoff;      /* the next such backoff */
+  /* Holding the batch (TCP, inline path): a fill that finds the socket
+   * empty while replies wait polls up to hold_ns per batch for more
+   * requests to answer in the same send; see fill_hold. */
+  uint64_t hold_ns;           /* 0: never hold */
+  unsigned (*pending) (void *arg); /* replies waiting in the batch */
+  unsigned hold_depth;        /* the most replies ever waiting at once:
+                                 the client's window, as far as seen;
+                                 no hold beyond half of it */
+  uint64_t hold_until;        /* this batch's deadline; 0: not set yet */
+  bool hold_gained;           /* holding found requests for this batch */
+  atomic_uint_fast64_t *holds, *holds_found; /* the connection's stats */
+  unsigned hold_skip;         /* fills left without holding (backoff
+                                 after a hold that found nothing) */
+  unsigned hold_backoff;      /* the next such backoff */
 };
 
 int nbd_srv_reader_init (struct nbd_srv_reader *r, struct nbd_conn *conn,

@@ -83,6 +83,14 @@ flush_batch (void *arg)
   return r;
 }
 
+/* The reader's pending hook: how many replies wait in the batch. */
+static unsigned
+batch_pending (void *arg)
+{
+  const struct inline_tx *tx = arg;
+  return (unsigned) (tx->hdr_used / NBD_SRV_HDR_MAX);
+}
+
 static int
 grow_big (struct inline_tx *tx, size_t len)
 {
@@ -285,11 +293,19 @@ nbd_srv_transmit_inline (struct nbd_srv_conn *sc)
   tx->by_ref = sc->exp->direct && nbd_conn_can_write_by_ref (sc->conn);
   tx->by_ref_alone = nbd_conn_family (sc->conn) != AF_UNIX;
   /* TLS buffers inside OpenSSL, where polling the socket cannot see. */
-  if (sc->srv->spin_ok && nbd_conn_fd (sc->conn) >= 0
-      && !nbd_conn_is_tls (sc->conn)) {
+  bool plain = nbd_conn_fd (sc->conn) >= 0 && !nbd_conn_is_tls (sc->conn);
+  bool unix_socket = nbd_conn_family (sc->conn) == AF_UNIX;
+  tx->rd.spin_token = &sc->srv->spinners;
+  if (plain && sc->srv->spin_ok) {
     tx->rd.spin_ns = sc->srv->opts.busy_poll_us * UINT64_C (1000);
-    tx->rd.spin_token = &sc->srv->spinners;
-    tx->rd.spin_requests = nbd_conn_family (sc->conn) == AF_UNIX;
+    tx->rd.spin_requests = unix_socket;
+  }
+  /* Unix sockets poll between requests instead (spin_requests). */
+  if (plain && sc->srv->hold_ok && !unix_socket) {
+    tx->rd.hold_ns = sc->srv->opts.batch_hold_us * UINT64_C (1000);
+    tx->rd.pending = batch_pending;
+    tx->rd.holds = &sc->holds;
+    tx->rd.holds_found = &sc->holds_found;
   }
   tx->rd.arg = tx;
   for (;;) {

@@ -64,6 +64,9 @@ cli_serve_help (FILE *out)
 "      --busy-poll USEC       memory: exports: poll for the next request this\n"
 "                             long before sleeping, while the client keeps\n"
 "                             sending (default 50; 0 = never)\n"
+"      --batch-hold USEC      memory: exports over TCP: while replies wait,\n"
+"                             poll this long for more requests to answer in\n"
+"                             the same send (default 20; 0 = never)\n"
 "      --grace DURATION       on SIGINT/SIGTERM, wait this long for clients\n"
 "                             to finish before cutting them (500ms, 5s, 1m);\n"
 "                             default 5s\n"
@@ -175,6 +178,7 @@ enum {
   OPT_MIN_BLOCK = 0x100, OPT_NO_MULTI_CONN, OPT_TLS, OPT_TLS_CERT,
   OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_PSK, OPT_WORKERS, OPT_MAX_CONN, OPT_GRACE, OPT_PID,
   OPT_BUSY_POLL,
+  OPT_BATCH_HOLD,
 };
 
 static int
@@ -224,6 +228,9 @@ parse_option (struct serve_args *a, int c, const char *arg)
   case OPT_BUSY_POLL:
     return parse_count (a, "--busy-poll", arg, 0, 10000,
                         &a->so.busy_poll_us);
+  case OPT_BATCH_HOLD:
+    return parse_count (a, "--batch-hold", arg, 0, 10000,
+                        &a->so.batch_hold_us);
   case OPT_GRACE:
     return cli_parse_duration (a->cmd, "--grace", arg, 0, 3600 * 1000,
                                &a->grace_ms) < 0 ? CLI_EXIT_USAGE : 0;
@@ -261,6 +268,7 @@ parse_args (struct serve_args *a, int argc, char **argv, bool *stop)
     { "workers", required_argument, NULL, OPT_WORKERS },
     { "max-connections", required_argument, NULL, OPT_MAX_CONN },
     { "busy-poll", required_argument, NULL, OPT_BUSY_POLL },
+    { "batch-hold", required_argument, NULL, OPT_BATCH_HOLD },
     { "grace", required_argument, NULL, OPT_GRACE },
     { "pid-file", required_argument, NULL, OPT_PID },
     { "verbose", no_argument, NULL, 'v' },

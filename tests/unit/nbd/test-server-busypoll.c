@@ -4,9 +4,11 @@
  * that arrive in pieces, with gaps shorter and longer than the spin,
  * many replies batched while requests keep coming, a client that stops
  * reading for a while, two connections competing for the one spinner,
+ * requests that trickle in while replies wait (held batches over TCP),
  * and shutdown of a connection that is polling.  Every test runs with
  * busy polling on (a long and the default budget) and off, on the plain
- * and the zero-copy inline path, over a socketpair and over TCP. */
+ * and the zero-copy inline path, over a socketpair and over TCP (with
+ * the default hold, a long one and none). */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -39,7 +41,8 @@ struct fixture {
 };
 
 static int
-setup_with (void **state, unsigned busy_poll_us, bool direct, bool tcp)
+setup_hold (void **state, unsigned busy_poll_us, bool direct, bool tcp,
+            unsigned batch_hold_us)
 {
   struct fixture *f = calloc (1, sizeof *f);
   struct tb_options to = { .size = SIZE, .direct = direct };
@@ -49,11 +52,13 @@ setup_with (void **state, unsigned busy_poll_us, bool direct, bool tcp)
   struct r3m_nbd_server_options so;
   r3m_nbd_server_options_init (&so);
   so.busy_poll_us = busy_poll_us;
+  so.batch_hold_us = batch_hold_us;
   assert_int_equal (r3m_nbd_server_new (&so, &f->srv, NULL), 0);
   assert_int_equal (r3m_nbd_server_add_export (f->srv, "", f->b, NULL, NULL),
                     0);
   if (tcp) {
-    /* Over TCP the server polls only within large payloads. */
+    /* Over TCP the server polls only within large payloads and, while
+     * replies wait, for up to batch_hold_us for more requests. */
     assert_int_equal (r3m_nbd_server_listen (f->srv, "nbd://127.0.0.1:0",
                                              NULL), 0);
     assert_int_equal (r3m_nbd_server_start (f->srv, NULL), 0);
@@ -68,12 +73,21 @@ setup_with (void **state, unsigned busy_poll_us, bool direct, bool tcp)
   return 0;
 }
 
+static int
+setup_with (void **state, unsigned busy_poll_us, bool direct, bool tcp)
+{
+  return setup_hold (state, busy_poll_us, direct, tcp, 20);
+}
+
 static int setup_spin (void **s) { return setup_with (s, 2000, false, 0); }
 static int setup_spin_direct (void **s) { return setup_with (s, 2000, 1, 0); }
 static int setup_default (void **s) { return setup_with (s, 50, true, 0); }
 static int setup_nospin (void **s) { return setup_with (s, 0, false, 0); }
 static int setup_nospin_direct (void **s) { return setup_with (s, 0, 1, 0); }
 static int setup_tcp (void **s) { return setup_with (s, 2000, true, true); }
+/* Holds long enough that requests sent 1 ms apart join one batch. */
+static int setup_tcp_hold (void **s) { return setup_hold (s, 50, 1, 1, 5000); }
+static int setup_tcp_nohold (void **s) { return setup_hold (s, 50, 1, 1, 0); }
 
 static int
 teardown (void **state)
@@ -243,6 +257,73 @@ test_idle_then_busy (void **state)
   }
 }
 
+static void
+one_at_a_time (struct fixture *f, unsigned n)
+{
+  unsigned char r[4096];
+  for (unsigned i = 0; i < n; i++) {
+    raw_request (&f->c, 0, NBD_CMD_READ, i, (uint64_t) (i % 64) * 4096,
+                 sizeof r, NULL);
+    expect_simple (&f->c, i);
+    raw_recv (&f->c, r, sizeof r);
+    assert_memory_equal (r, f->tb->data + (size_t) (i % 64) * 4096,
+                         sizeof r);
+  }
+}
+
+/* Requests that trickle in while replies wait (held batches over TCP):
+ * a client that waits for each reply is never held (or, after it looked
+ * deeper, rarely: the hold backs off), and one that keeps sending
+ * gets each reply with the data as of its request's turn, even where a
+ * READ follows a WRITE of the same block in one batch. */
+static void
+test_trickled_requests (void **state)
+{
+  struct fixture *f = *state;
+  go (f, &f->c);
+  unsigned char w[4096], r[4096];
+  struct r3m_nbd_server_stats st0, st1;
+  r3m_nbd_server_stats (f->srv, &st0);
+  one_at_a_time (f, 200);
+  /* A client seen with one request in flight is never held. */
+  r3m_nbd_server_stats (f->srv, &st1);
+  assert_int_equal (st1.holds, st0.holds);
+
+  /* 16 requests in one send (one batch): now the client looks 16
+   * deep... */
+  unsigned char burst[16 * NBD_REQUEST_SIZE];
+  for (unsigned i = 0; i < 16; i++)
+    raw_put_request (burst + i * NBD_REQUEST_SIZE, 0, NBD_CMD_READ, 500 + i,
+                     (uint64_t) i * 4096, sizeof r);
+  raw_send (&f->c, burst, sizeof burst);
+  for (unsigned i = 0; i < 16; i++) {
+    expect_simple (&f->c, 500 + i);
+    raw_recv (&f->c, r, sizeof r);
+  }
+  /* ... and then sends one at a time: no hold can find another, so
+   * holding backs off (holds at requests 0, 2, 5, 10, ... 134: 8 in
+   * 200). */
+  r3m_nbd_server_stats (f->srv, &st0);
+  one_at_a_time (f, 200);
+  r3m_nbd_server_stats (f->srv, &st1);
+  assert_int_equal (st1.holds_found, st0.holds_found);
+  assert_true (st1.holds - st0.holds <= 8);
+  for (unsigned i = 0; i < 10; i++) {
+    memset (w, (int) (i + 1), sizeof w);
+    raw_request (&f->c, 0, NBD_CMD_WRITE, 100 + 2 * i, 0, sizeof w, w);
+    sleep_ms (1);
+    raw_request (&f->c, 0, NBD_CMD_READ, 101 + 2 * i, 0, sizeof r, NULL);
+    sleep_ms (1);
+  }
+  for (unsigned i = 0; i < 10; i++) {
+    expect_simple (&f->c, 100 + 2 * i);
+    expect_simple (&f->c, 101 + 2 * i);
+    raw_recv (&f->c, r, sizeof r);
+    memset (w, (int) (i + 1), sizeof w);
+    assert_memory_equal (r, w, sizeof r);
+  }
+}
+
 struct sender {
   struct raw *c;
   unsigned n;
@@ -399,8 +480,13 @@ test_option_bounds (void **state)
   struct r3m_nbd_server_options so;
   r3m_nbd_server_options_init (&so);
   assert_int_equal (so.busy_poll_us, 50);
+  assert_int_equal (so.batch_hold_us, 20);
   so.busy_poll_us = 10001;
   struct r3m_nbd_server *srv = NULL;
+  assert_int_equal (r3m_nbd_server_new (&so, &srv, NULL), -EINVAL);
+  assert_null (srv);
+  r3m_nbd_server_options_init (&so);
+  so.batch_hold_us = 10001;
   assert_int_equal (r3m_nbd_server_new (&so, &srv, NULL), -EINVAL);
   assert_null (srv);
 }
@@ -411,7 +497,9 @@ test_option_bounds (void **state)
   cmocka_unit_test_setup_teardown (t, setup_default, teardown), \
   cmocka_unit_test_setup_teardown (t, setup_nospin, teardown), \
   cmocka_unit_test_setup_teardown (t, setup_nospin_direct, teardown), \
-  cmocka_unit_test_setup_teardown (t, setup_tcp, teardown)
+  cmocka_unit_test_setup_teardown (t, setup_tcp, teardown), \
+  cmocka_unit_test_setup_teardown (t, setup_tcp_hold, teardown), \
+  cmocka_unit_test_setup_teardown (t, setup_tcp_nohold, teardown)
 
 int
 main (void)
@@ -421,6 +509,7 @@ main (void)
     EACH (test_trickled_large_write),
     EACH (test_streamed_writes),
     EACH (test_idle_then_busy),
+    EACH (test_trickled_requests),
     EACH (test_client_stops_reading),
     EACH (test_connections_share_the_spinner),
     EACH (test_shutdown_while_polling),
