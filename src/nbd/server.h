@@ -230,7 +230,7 @@ struct nbd_srv_reader {
   unsigned (*pending) (void *arg); /* replies waiting in the batch */
   unsigned hold_depth;        /* the most replies ever waiting at once:
                                  the client's window, as far as seen;
-                                 no hold beyond half of it */
+                                 no hold from half of it on */
   uint64_t hold_until;        /* this batch's deadline; 0: not set yet */
   bool hold_gained;           /* holding found requests for this batch */
   atomic_uint_fast64_t *holds, *holds_found; /* the connection's stats */

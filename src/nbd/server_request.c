@@ -108,11 +108,11 @@ before_block (struct nbd_srv_reader *r)
  * A client with nothing more to send would wait out every hold, and one
  * with a small window would go in lock step with us: all its requests
  * here, then all its replies there, each side idle in turn (four in
- * flight: 0.7x without this guard).  So no hold once more than half of
- * the most replies ever seen waiting at once (hold_depth, the client's
- * window as far as we can tell) wait: a client with one or two requests
- * in flight is never held, one with 32 gets batches of up to 16 while
- * the other half keeps it busy.  And a hold that finds nothing skips the
+ * flight: 0.7x without this guard).  So no hold once half of the most
+ * replies ever seen waiting at once (hold_depth, the client's window as
+ * far as we can tell) wait: a client with one or two requests in flight
+ * is never held, one with 32 gets batches of up to 16 while the other
+ * half keeps it busy.  And a hold that finds nothing skips the
  * next 1, 2, 4, ... holds (up to HOLD_BACKOFF_MAX fills; one that finds
  * a request starts over), for a client whose window shrank.  Shares the
  * one-spinner token with fill_read's polling.  Returns what the socket
@@ -120,17 +120,17 @@ before_block (struct nbd_srv_reader *r)
 static ssize_t
 fill_hold (struct nbd_srv_reader *r, void *buf, size_t len)
 {
-  ssize_t k = nbd_conn_read_now (r->conn, buf, len);
-  if (k != -EAGAIN)
-    return k;
   unsigned waiting = r->pending (r->arg);
   if (waiting > r->hold_depth)
     r->hold_depth = waiting;
-  if (waiting == 0 || waiting * 2 > r->hold_depth) {
+  if (waiting == 0 || waiting * 2 >= r->hold_depth) {
     r->hold_until = 0;
     r->hold_gained = false;
     return -EAGAIN;
   }
+  ssize_t k = nbd_conn_read_now (r->conn, buf, len);
+  if (k != -EAGAIN)
+    return k;
   if (r->hold_skip > 0) {
     r->hold_skip--;
     return -EAGAIN;
