@@ -141,6 +141,12 @@ struct r3m_backend_ops {
    * for the life of the handle, as a zero-copy alternative to pread and
    * pwrite.  NULL slot or NULL result: no direct access. */
   void *(*direct) (void *self);
+
+  /* Why requests fail, where the backend knows more than an errno says
+   * (a remote store: "server closed the connection"): copy that, NUL-
+   * terminated, into buf of len bytes and return 1; 0 if there is nothing
+   * to add.  NULL: nothing. */
+  int (*why) (void *self, char *buf, size_t len);
 };
 
 /* Wrap an implementation in a handle.  On success the handle owns `self`
@@ -173,6 +179,9 @@ uint64_t r3m_backend_size (const struct r3m_backend *b);
 const struct r3m_backend_info *r3m_backend_get_info (const struct r3m_backend *b);
 /* e.g. "file:/tmp/x"; valid as long as the handle. */
 const char *r3m_backend_describe (const struct r3m_backend *b);
+/* The backend's own words for why its requests fail, if it has any (see
+ * why in struct r3m_backend_ops): 1 with them in buf, or 0. */
+int r3m_backend_why (const struct r3m_backend *b, char *buf, size_t len);
 
 int r3m_backend_pread (struct r3m_backend *b, void *buf, size_t len,
                        uint64_t off);

@@ -83,10 +83,12 @@ struct r3m_nbd_server_options {
   unsigned batch_hold_us;    /* inline exports over TCP: while replies
                                 wait to be sent, poll this long (per batch)
                                 for more requests to answer in the same
-                                send; backs off for clients that send one
-                                at a time (only with 2+ CPUs, not with TLS;
-                                see docs/nbd-server.md); default 20;
-                                0 = never */
+                                send; never while half of the client's
+                                window (as seen) waits, so never for one
+                                or two requests in flight; backs off when
+                                holds find nothing (only with 2+ CPUs, not
+                                with TLS; see docs/nbd-server.md); default
+                                20; 0 = never */
   const char *tls_psk;       /* TLS pre-shared keys, "user:hexkey" lines
                                 (GnuTLS psktool's format): a client naming
                                 a user of the file and proving its key gets

@@ -104,6 +104,15 @@ r3m_backend_describe (const struct r3m_backend *b)
 }
 
 int
+r3m_backend_why (const struct r3m_backend *b, char *buf, size_t len)
+{
+  if (len == 0 || !b->ops->why)
+    return 0;
+  buf[0] = '\0';
+  return b->ops->why (b->self, buf, len) > 0 && buf[0] ? 1 : 0;
+}
+
+int
 be_check (const struct r3m_backend *b, enum r3m_io_op op, size_t len,
           uint64_t off)
 {

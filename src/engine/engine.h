@@ -193,6 +193,10 @@ void eng_unref (struct r3m_region *r);
 /* Count a failure in the status; err is -errno. */
 void eng_fail (struct r3m_region *r, int err, const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
+/* The same for a request to the remote that failed: in the remote's own
+ * words where it has them (r3m_backend_why). */
+void eng_fail_remote (struct r3m_region *r, int err, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
 void eng_cond_init (pthread_cond_t *cv);
 /* Wake waiters of wait_pulled (all local, error, closing). */
 void eng_progress_wake (struct r3m_region *r);

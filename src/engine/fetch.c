@@ -75,7 +75,7 @@ eng_fetch_retry (struct r3m_region *r, struct eng_dfetch *f)
     eng_group_destroy (&g);
   }
   if (f->result < 0)
-    eng_fail (r, f->result, "fetch of chunk %llu from %s",
+    eng_fail_remote (r, f->result, "fetch of chunk %llu from %s",
               (unsigned long long) f->chunk,
               r3m_backend_describe (r->remote));
   return f->result;

@@ -389,10 +389,10 @@ store (struct r3m_region *r, struct eng_fetch *f)
   if (e < 0 && !f->buf)
     drop_partial (r, f);
   if (e < 0 && f->n == 1)
-    eng_fail (r, e, "background fetch of chunk %llu from %s",
+    eng_fail_remote (r, e, "background fetch of chunk %llu from %s",
               (unsigned long long) c0, r3m_backend_describe (r->remote));
   else if (e < 0)
-    eng_fail (r, e, "background fetch of chunks %llu-%llu from %s",
+    eng_fail_remote (r, e, "background fetch of chunks %llu-%llu from %s",
               (unsigned long long) c0, (unsigned long long) (c0 + f->n - 1),
               r3m_backend_describe (r->remote));
   else if (f->zero) {

@@ -266,8 +266,9 @@ r3m_region_read (struct r3m_region *r, void *buf, size_t len, uint64_t off)
   if (!r->cache) {
     e = r3m_backend_pread (r->remote, buf, len, off);
     if (e < 0)
-      eng_fail (r, e, "read of %s at %llu", r3m_backend_describe (r->remote),
-                (unsigned long long) off);
+      eng_fail_remote (r, e, "read of %s at %llu",
+                       r3m_backend_describe (r->remote),
+                       (unsigned long long) off);
     return e;
   }
 

@@ -79,24 +79,46 @@ eng_unref (struct r3m_region *r)
     destroy (r);
 }
 
-void
-eng_fail (struct r3m_region *r, int err, const char *fmt, ...)
+/* The message is fmt, then the remote's own words for the failure (b set
+ * and it has some: "server closed the connection") or else the errno's. */
+static void
+fail_v (struct r3m_region *r, const struct r3m_backend *b, int err,
+        const char *fmt, va_list ap)
 {
-  char msg[R3M_ERROR_MSG_MAX], ebuf[128];
-  va_list ap;
-  va_start (ap, fmt);
+  char msg[R3M_ERROR_MSG_MAX], why[R3M_ERROR_MSG_MAX], ebuf[128];
   int n = vsnprintf (msg, sizeof msg, fmt, ap);
-  va_end (ap);
   if (err < 0)
     err = -err;
-  if (n >= 0 && (size_t) n < sizeof msg)
-    snprintf (msg + n, sizeof msg - (size_t) n, ": %s",
-              strerror_r (err, ebuf, sizeof ebuf));
+  const char *reason = b && r3m_backend_why (b, why, sizeof why)
+                       ? why : strerror_r (err, ebuf, sizeof ebuf);
+  /* A long reason is cut at the buffer's end, which is fine for a
+   * message (the result is tested only to say so to the compiler). */
+  if (n >= 0 && (size_t) n < sizeof msg
+      && snprintf (msg + n, sizeof msg - (size_t) n, ": %s", reason) < 0)
+    msg[n] = '\0';
   atomic_fetch_add (&r->errors, 1);
   pthread_mutex_lock (&r->err_mu);
   r->last_error = err;
   memcpy (r->last_msg, msg, sizeof msg);
   pthread_mutex_unlock (&r->err_mu);
+}
+
+void
+eng_fail (struct r3m_region *r, int err, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  fail_v (r, NULL, err, fmt, ap);
+  va_end (ap);
+}
+
+void
+eng_fail_remote (struct r3m_region *r, int err, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  fail_v (r, r->remote, err, fmt, ap);
+  va_end (ap);
 }
 
 void

@@ -222,7 +222,8 @@ write_through (struct r3m_region *r, uint64_t off, size_t len)
   if (e == 0)
     e = r3m_backend_flush (r->remote);
   if (e < 0)
-    eng_fail (r, e, "FUA write to %s", r3m_backend_describe (r->remote));
+    eng_fail_remote (r, e, "FUA write to %s",
+                     r3m_backend_describe (r->remote));
   return e;
 }
 

@@ -426,6 +426,31 @@ nbd_close (void *self)
   pool_free (self);
 }
 
+/* A dead connection's message without the URI in front, which whoever
+ * reports it names already ("background fetch of chunk 3 from nbd://h/x:
+ * server closed the connection"). */
+static int
+nbd_why (void *self, char *buf, size_t len)
+{
+  struct nbd_cli_pool *p = self;
+  unsigned n = atomic_load (&p->nconns);
+  int found = 0;
+  for (unsigned i = 0; i < n && !found; i++) {
+    struct nbd_cli_conn *c = p->conns[i];
+    pthread_mutex_lock (&c->lock);
+    if (c->dead && c->msg[0]) {
+      const char *m = c->msg;
+      size_t w = strlen (c->what);
+      if (strncmp (m, c->what, w) == 0 && strncmp (m + w, ": ", 2) == 0)
+        m += w + 2;
+      snprintf (buf, len, "%s", m);
+      found = 1;
+    }
+    pthread_mutex_unlock (&c->lock);
+  }
+  return found;
+}
+
 static const struct r3m_backend_ops nbd_ops = {
   .name = "nbd",
   .pread = nbd_pread,
@@ -436,6 +461,7 @@ static const struct r3m_backend_ops nbd_ops = {
   .extents = nbd_extents,
   .submit = nbd_submit,
   .close = nbd_close,
+  .why = nbd_why,
 };
 
 int

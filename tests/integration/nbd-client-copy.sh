@@ -2,7 +2,7 @@
 # r3map copy with NBD URIs on either side: from nbdkit pattern into a file
 # (verified, and byte for byte against the pattern), from a file into an
 # nbdkit memory export (read back with libnbd's nbdcopy), and a clear
-# error when the server is not there.
+# error when the server is not there or is killed in the middle.
 . "$(dirname "$0")/nbd-client-lib.sh"
 R3MAP=$TOOL
 requires nbdkit nbdcopy
@@ -31,4 +31,17 @@ rc=0
   2>"$T/log" || rc=$?
 [ "$rc" -eq 1 ] || { cat "$T/log"; fail "exit $rc for a missing server"; }
 grep -q "nbd+unix:///?socket=$T/nobody" "$T/log" || { cat "$T/log"; fail "message does not name the URI"; }
+
+# Killed mid-copy (reads take 20 ms, the whole would take seconds): the
+# message says what happened in the client's words, not an errno's.
+start_nbdkit victim --filter=delay pattern 4G rdelay=20ms
+rc=0
+timeout 60 "$R3MAP" copy --no-progress "$URI" "file:$T/y" 2>"$T/log" &
+copier=$!
+sleep 0.5
+kill -9 "$(cat "$T/victim.pid")"
+wait "$copier" || rc=$?
+[ "$rc" -eq 1 ] || { cat "$T/log"; fail "exit $rc when the server died (124 = hung)"; }
+grep -q "from nbd+unix:///?socket=$T/victim.sock: server closed the connection" "$T/log" \
+  || { cat "$T/log"; fail "unclear message when the server died"; }
 echo PASS

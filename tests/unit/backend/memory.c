@@ -44,6 +44,9 @@ test_info (void **state)
   assert_true (i->flags & R3M_BACKEND_VOLATILE);
   assert_false (i->flags & R3M_BACKEND_READ_ONLY);
   assert_string_equal (r3m_backend_describe (b), "memory:1M");
+  /* Nothing to say beyond an errno. */
+  char why[64] = "x";
+  assert_int_equal (r3m_backend_why (b, why, sizeof why), 0);
 }
 
 /* Zeroing whole pages gives them back (MADV_DONTNEED); the bytes around

@@ -519,6 +519,11 @@ server_gone_while_sending (void **state)
     assert_true (r3m_nbd_client_error (b, &err) < 0);
     if (!strstr (err.msg, "server closed the connection"))
       fail_msg ("round %d, message: %s", round, err.msg);
+    /* The backend's why: the same words without the URI, which whoever
+     * reports it names already. */
+    char why[R3M_ERROR_MSG_MAX];
+    assert_int_equal (r3m_backend_why (b, why, sizeof why), 1);
+    assert_string_equal (why, "server closed the connection");
     r3m_backend_close (b);
     tracker_destroy (&t);
     free (buf);
