@@ -80,7 +80,7 @@ struct r3m_nbd_server_options {
                                 connection at a time, only with 2+ CPUs;
                                 see docs/nbd-server.md); default 50;
                                 0 = never */
-  unsigned batch_hold_us;    /* inline exports over TCP: while replies
+  unsigned batch_hold_us;    /* inline exports (memory:): while replies
                                 wait to be sent, poll this long (per batch)
                                 for more requests to answer in the same
                                 send; never while half of the client's

@@ -223,9 +223,9 @@ struct nbd_srv_reader {
   unsigned spin_skip;         /* fills left without spinning (backoff
                                  after losing the CPU while spinning) */
   unsigned spin_backoff;      /* the next such backoff */
-  /* Holding the batch (TCP, inline path): a fill that finds the socket
-   * empty while replies wait polls up to hold_ns per batch for more
-   * requests to answer in the same send; see fill_hold. */
+  /* Holding the batch (inline path): a fill that finds the socket empty
+   * while replies wait polls up to hold_ns per batch for more requests to
+   * answer in the same send; see fill_hold. */
   uint64_t hold_ns;           /* 0: never hold */
   unsigned (*pending) (void *arg); /* replies waiting in the batch */
   unsigned hold_depth;        /* the most replies ever waiting at once:

@@ -300,8 +300,7 @@ nbd_srv_transmit_inline (struct nbd_srv_conn *sc)
     tx->rd.spin_ns = sc->srv->opts.busy_poll_us * UINT64_C (1000);
     tx->rd.spin_requests = unix_socket;
   }
-  /* Unix sockets poll between requests instead (spin_requests). */
-  if (plain && sc->srv->hold_ok && !unix_socket) {
+  if (plain && sc->srv->hold_ok) {
     tx->rd.hold_ns = sc->srv->opts.batch_hold_us * UINT64_C (1000);
     tx->rd.pending = batch_pending;
     tx->rd.holds = &sc->holds;

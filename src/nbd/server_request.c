@@ -76,8 +76,8 @@ nbd_srv_reader_free (struct nbd_srv_reader *r)
  * itself (and the client is the bottleneck of small random I/O).  So
  * with spin_ns set, a fill first takes what is there without waiting
  * (replies stay batched while requests keep coming), and only when the
- * socket is empty sends the batch and polls for up to spin_ns before it
- * sleeps.  Once a client stays silent for much longer than that (it
+ * socket is empty (and holding, fill_hold, found nothing more) sends the
+ * batch and polls for up to spin_ns before it sleeps.  Once a client stays silent for much longer than that (it
  * waits for its replies, or is idle), fills sleep at once until requests
  * again follow each other closely.  One spinner per server: two spinning
  * threads would starve each other and the client on two CPUs.
@@ -86,8 +86,8 @@ nbd_srv_reader_free (struct nbd_srv_reader *r)
  * request right behind it: between small requests polling made the
  * server answer each at once in a segment of its own, and fio spent
  * more, not less, per request (TCP loopback costs the client per
- * segment more than per wake-up; see docs/nbd-server.md); there
- * fill_hold polls only while replies wait, to make batches larger.  After a
+ * segment more than per wake-up; see docs/nbd-server.md); there only
+ * fill_hold polls, while replies wait, to make batches larger.  After a
  * large WRITE there is no batch to lose, and a client streaming them
  * would otherwise wake us once per request. */
 
@@ -97,13 +97,14 @@ before_block (struct nbd_srv_reader *r)
   return r->before_block ? r->before_block (r->arg) : 0;
 }
 
-/* Holding the batch, over TCP.  A client that pipelines small requests
- * over TCP loopback sends the next ones a few microseconds apart, as it
- * takes in replies; answering each as it comes means one segment and one
- * wake-up of the client per reply or two, and there the client, not the
- * server, is the bottleneck.  So when the socket is empty and replies
- * wait, poll for more requests for up to hold_ns (per batch, not per
- * request) and answer them all in one send.
+/* Holding the batch.  A client that pipelines small requests sends the
+ * next ones a few microseconds apart, as it takes in replies; answering
+ * each as it comes means one send, one segment (TCP) and one wake-up of
+ * the client per reply or two, and with small random I/O the client, not
+ * the server, is the bottleneck.  So when the socket is empty and
+ * replies wait, poll for more requests for up to hold_ns (per batch, not
+ * per request) and answer them all in one send.  (On Unix sockets this
+ * comes before fill_read's own polling, which sends the batch first.)
  *
  * A client with nothing more to send would wait out every hold, and one
  * with a small window would go in lock step with us: all its requests
@@ -184,6 +185,13 @@ fill_read (struct nbd_srv_reader *r, void *buf, size_t len, bool payload)
   if (k != -EAGAIN) {
     r->spin_off = false;
     return k;
+  }
+  if (r->hold_ns && !payload) {
+    k = fill_hold (r, buf, len);
+    if (k != -EAGAIN)
+      return k;
+    r->hold_until = 0;
+    r->hold_gained = false;
   }
   int b = before_block (r);
   if (b < 0)

@@ -64,7 +64,7 @@ cli_serve_help (FILE *out)
 "      --busy-poll USEC       memory: exports: poll for the next request this\n"
 "                             long before sleeping, while the client keeps\n"
 "                             sending (default 50; 0 = never)\n"
-"      --batch-hold USEC      memory: exports over TCP: while replies wait,\n"
+"      --batch-hold USEC      memory: exports: while replies wait,\n"
 "                             poll this long for more requests to answer in\n"
 "                             the same send (default 20; 0 = never)\n"
 "      --grace DURATION       on SIGINT/SIGTERM, wait this long for clients\n"
