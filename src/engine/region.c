@@ -81,6 +81,10 @@ eng_unref (struct r3m_region *r)
 
 /* The message is fmt, then the remote's own words for the failure (b set
  * and it has some: "server closed the connection") or else the errno's. */
+static void fail_v (struct r3m_region *r, const struct r3m_backend *b,
+                    int err, const char *fmt, va_list ap)
+  __attribute__ ((format (printf, 4, 0)));
+
 static void
 fail_v (struct r3m_region *r, const struct r3m_backend *b, int err,
         const char *fmt, va_list ap)
