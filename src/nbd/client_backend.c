@@ -426,29 +426,40 @@ nbd_close (void *self)
   pool_free (self);
 }
 
-/* A dead connection's message without the URI in front, which whoever
- * reports it names already ("background fetch of chunk 3 from nbd://h/x:
- * server closed the connection"). */
-static int
-nbd_why (void *self, char *buf, size_t len)
+/* The connection that died first has the message; its siblings were
+ * killed without one.  Copies that message and its error; with bare, the
+ * message goes without the "URI: " in front.  false: none died with one. */
+static bool
+first_death (const struct nbd_cli_pool *p, bool bare, int *error,
+             char *buf, size_t len)
 {
-  struct nbd_cli_pool *p = self;
   unsigned n = atomic_load (&p->nconns);
-  int found = 0;
+  bool found = false;
   for (unsigned i = 0; i < n && !found; i++) {
     struct nbd_cli_conn *c = p->conns[i];
     pthread_mutex_lock (&c->lock);
     if (c->dead && c->msg[0]) {
       const char *m = c->msg;
       size_t w = strlen (c->what);
-      if (strncmp (m, c->what, w) == 0 && strncmp (m + w, ": ", 2) == 0)
+      if (bare && strncmp (m, c->what, w) == 0
+          && strncmp (m + w, ": ", 2) == 0)
         m += w + 2;
       snprintf (buf, len, "%s", m);
-      found = 1;
+      *error = c->error;
+      found = true;
     }
     pthread_mutex_unlock (&c->lock);
   }
   return found;
+}
+
+/* Without the URI, which whoever reports it names already ("background
+ * fetch of chunk 3 from nbd://h/x: server closed the connection"). */
+static int
+nbd_why (void *self, char *buf, size_t len)
+{
+  int error;
+  return first_death (self, true, &error, buf, len);
 }
 
 static const struct r3m_backend_ops nbd_ops = {
@@ -509,20 +520,19 @@ r3m_nbd_client_error (const struct r3m_backend *b, struct r3m_error *err)
     return util_err (err, EINVAL, "r3m_nbd_client_error: not an NBD "
                      "client backend");
   const struct nbd_cli_pool *p = b->self;
+  char msg[R3M_ERROR_MSG_MAX];
+  int error;
+  if (first_death (p, false, &error, msg, sizeof msg))
+    return util_err (err, error, "%s", msg);
   unsigned n = atomic_load (&p->nconns);
   int code = 0;
-  /* The connection that died first has the message; its siblings were
-   * killed without one. */
-  for (unsigned pass = 0; pass < 2 && code == 0; pass++)
-    for (unsigned i = 0; i < n && code == 0; i++) {
-      struct nbd_cli_conn *c = p->conns[i];
-      pthread_mutex_lock (&c->lock);
-      if (pass == 0 && c->dead && c->msg[0])
-        code = util_err (err, c->error, "%s", c->msg);
-      else if (pass == 1 && c->dead)
-        code = util_errno (err, c->error, "%s", c->what);
-      pthread_mutex_unlock (&c->lock);
-    }
+  for (unsigned i = 0; i < n && code == 0; i++) {
+    struct nbd_cli_conn *c = p->conns[i];
+    pthread_mutex_lock (&c->lock);
+    if (c->dead)
+      code = util_errno (err, c->error, "%s", c->what);
+    pthread_mutex_unlock (&c->lock);
+  }
   for (unsigned i = 0; i < n && code == 0; i++) {
     struct nbd_cli_conn *c = p->conns[i];
     pthread_mutex_lock (&c->lock);
