@@ -97,6 +97,15 @@ before_block (struct nbd_srv_reader *r)
   return r->before_block ? r->before_block (r->arg) : 0;
 }
 
+/* Skip the next *next attempts, and twice as many after the next loss
+ * (up to max). */
+static void
+back_off (unsigned *skip, unsigned *next, unsigned max)
+{
+  *skip = *next;
+  *next = *next < max ? *next * 2 : max;
+}
+
 /* Holding the batch.  A client that pipelines small requests sends the
  * next ones a few microseconds apart, as it takes in replies; answering
  * each as it comes means one send, one segment (TCP) and one wake-up of
@@ -119,17 +128,14 @@ before_block (struct nbd_srv_reader *r)
  * one-spinner token with fill_read's polling.  Returns what the socket
  * had, or -EAGAIN: send the batch and sleep. */
 static ssize_t
-fill_hold (struct nbd_srv_reader *r, void *buf, size_t len)
+hold_for_more (struct nbd_srv_reader *r, void *buf, size_t len, bool empty)
 {
   unsigned waiting = r->pending (r->arg);
   if (waiting > r->hold_depth)
     r->hold_depth = waiting;
-  if (waiting == 0 || waiting * 2 >= r->hold_depth) {
-    r->hold_until = 0;
-    r->hold_gained = false;
+  if (waiting == 0 || waiting * 2 >= r->hold_depth)
     return -EAGAIN;
-  }
-  ssize_t k = nbd_conn_read_now (r->conn, buf, len);
+  ssize_t k = empty ? -EAGAIN : nbd_conn_read_now (r->conn, buf, len);
   if (k != -EAGAIN)
     return k;
   if (r->hold_skip > 0) {
@@ -137,10 +143,8 @@ fill_hold (struct nbd_srv_reader *r, void *buf, size_t len)
     return -EAGAIN;
   }
   uint64_t now = util_now_ns ();
-  if (r->hold_until == 0) {
+  if (r->hold_until == 0)
     r->hold_until = now + r->hold_ns;
-    r->hold_gained = false;
-  }
   int idle = 0;
   if (now >= r->hold_until
       || !atomic_compare_exchange_strong (r->spin_token, &idle, 1))
@@ -151,16 +155,27 @@ fill_hold (struct nbd_srv_reader *r, void *buf, size_t len)
   if (k == -EAGAIN || k == -EBUSY) {
     /* Only a batch that holding did not grow at all counts against it:
      * the last hold of one that grew always runs out. */
-    if (!r->hold_gained || k == -EBUSY) {
-      r->hold_skip = r->hold_backoff;
-      r->hold_backoff = r->hold_backoff < HOLD_BACKOFF_MAX
-                        ? r->hold_backoff * 2 : HOLD_BACKOFF_MAX;
-    }
+    if (!r->hold_gained || k == -EBUSY)
+      back_off (&r->hold_skip, &r->hold_backoff, HOLD_BACKOFF_MAX);
     return -EAGAIN;
   }
   atomic_fetch_add (r->holds_found, 1);
   r->hold_gained = true;
   r->hold_backoff = 1;
+  return k;
+}
+
+/* Holding (above), and the end of a batch's hold whenever it sends the
+ * batch.  empty: the caller has just found the socket empty. */
+static ssize_t
+fill_hold (struct nbd_srv_reader *r, void *buf, size_t len, bool empty)
+{
+  ssize_t k = hold_for_more (r, buf, len, empty);
+  if (k == -EAGAIN) {
+    /* The batch goes out now; the next one starts afresh. */
+    r->hold_until = 0;
+    r->hold_gained = false;
+  }
   return k;
 }
 
@@ -172,11 +187,9 @@ fill_read (struct nbd_srv_reader *r, void *buf, size_t len, bool payload)
     r->streamed = false;
   if (r->spin_ns == 0 || !spin) {
     if (r->hold_ns && !payload && !spin) {
-      ssize_t k = fill_hold (r, buf, len);
+      ssize_t k = fill_hold (r, buf, len, false);
       if (k != -EAGAIN)
         return k;
-      r->hold_until = 0;
-      r->hold_gained = false;
     }
     int b = before_block (r);
     return b < 0 ? b : nbd_conn_read_some (r->conn, buf, len);
@@ -187,11 +200,9 @@ fill_read (struct nbd_srv_reader *r, void *buf, size_t len, bool payload)
     return k;
   }
   if (r->hold_ns && !payload) {
-    k = fill_hold (r, buf, len);
+    k = fill_hold (r, buf, len, true);
     if (k != -EAGAIN)
       return k;
-    r->hold_until = 0;
-    r->hold_gained = false;
   }
   int b = before_block (r);
   if (b < 0)
@@ -207,9 +218,7 @@ fill_read (struct nbd_srv_reader *r, void *buf, size_t len, bool payload)
       /* A busy machine: polling would take the CPU from others (and on
        * two CPUs, likely from the client).  Back off, exponentially
        * while this repeats. */
-      r->spin_skip = r->spin_backoff;
-      r->spin_backoff = r->spin_backoff < SPIN_BACKOFF_MAX
-                        ? r->spin_backoff * 2 : SPIN_BACKOFF_MAX;
+      back_off (&r->spin_skip, &r->spin_backoff, SPIN_BACKOFF_MAX);
     } else if (k != -EAGAIN) {
       r->spin_backoff = SPIN_BACKOFF_MIN;
       return k;
