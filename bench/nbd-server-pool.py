@@ -26,7 +26,8 @@ def main():
     ap.add_argument("--b", default="nbdkit", help="server in the denominator")
     ap.add_argument("--goal", type=float, default=1.2,
                     help="count the runs whose ratio reaches this")
-    ap.add_argument("runs", nargs="+", metavar="RUN.json")
+    ap.add_argument("runs", nargs="+", metavar="RUN.json",
+                    help="JSON files that nbd-server-bench.py wrote")
     args = ap.parse_args()
 
     order, cells = [], {}
