@@ -159,9 +159,11 @@ hold_for_more (struct nbd_srv_reader *r, void *buf, size_t len, bool empty)
       back_off (&r->hold_skip, &r->hold_backoff, HOLD_BACKOFF_MAX);
     return -EAGAIN;
   }
-  atomic_fetch_add (r->holds_found, 1);
-  r->hold_gained = true;
-  r->hold_backoff = 1;
+  if (k > 0) {                  /* not the end of the stream, nor an error */
+    atomic_fetch_add (r->holds_found, 1);
+    r->hold_gained = true;
+    r->hold_backoff = 1;
+  }
   return k;
 }
 

@@ -324,6 +324,42 @@ test_trickled_requests (void **state)
   }
 }
 
+/* The client's last requests come with the end of its stream while the
+ * server may be holding the batch (after a burst the client looks 16
+ * deep; with the 5 ms hold of setup_tcp_hold the end comes 1 ms into
+ * it): the requests read before the end are still answered, and the
+ * connection closes. */
+static void
+test_eof_while_held (void **state)
+{
+  struct fixture *f = *state;
+  go (f, &f->c);
+  unsigned char r[4096];
+  unsigned char reqs[16 * NBD_REQUEST_SIZE];
+  for (unsigned i = 0; i < 16; i++)
+    raw_put_request (reqs + i * NBD_REQUEST_SIZE, 0, NBD_CMD_READ, 700 + i,
+                     (uint64_t) i * 4096, sizeof r);
+  raw_send (&f->c, reqs, sizeof reqs);
+  for (unsigned i = 0; i < 16; i++) {
+    expect_simple (&f->c, 700 + i);
+    raw_recv (&f->c, r, sizeof r);
+  }
+  struct r3m_nbd_server_stats st0, st1;
+  r3m_nbd_server_stats (f->srv, &st0);
+  raw_send (&f->c, reqs, 2 * NBD_REQUEST_SIZE);
+  sleep_ms (1);
+  assert_int_equal (shutdown (f->c.fd, SHUT_WR), 0);
+  for (unsigned i = 0; i < 2; i++) {
+    expect_simple (&f->c, 700 + i);
+    raw_recv (&f->c, r, sizeof r);
+    assert_memory_equal (r, f->tb->data + (size_t) i * 4096, sizeof r);
+  }
+  assert_true (raw_closed (&f->c));
+  /* The end of the stream is not a request found by holding. */
+  r3m_nbd_server_stats (f->srv, &st1);
+  assert_int_equal (st1.holds_found, st0.holds_found);
+}
+
 struct sender {
   struct raw *c;
   unsigned n;
@@ -511,6 +547,7 @@ main (void)
     EACH (test_idle_then_busy),
     EACH (test_trickled_requests),
     EACH (test_client_stops_reading),
+    EACH (test_eof_while_held),
     EACH (test_connections_share_the_spinner),
     EACH (test_shutdown_while_polling),
     cmocka_unit_test_setup_teardown (test_unix_send_buffer, setup_default,
