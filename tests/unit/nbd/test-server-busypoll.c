@@ -271,6 +271,29 @@ one_at_a_time (struct fixture *f, unsigned n)
   }
 }
 
+/* n READs of 4 KiB at offsets 0, 4096, ..., cookies from cookie on. */
+static void
+put_reads (unsigned char *buf, unsigned n, uint64_t cookie)
+{
+  for (unsigned i = 0; i < n; i++)
+    raw_put_request (buf + i * NBD_REQUEST_SIZE, 0, NBD_CMD_READ, cookie + i,
+                     (uint64_t) i * 4096, 4096);
+}
+
+/* 16 of them in one send (one batch), all answered: from here the server
+ * has seen the client 16 deep (hold_depth). */
+static void
+read_burst (struct fixture *f, uint64_t cookie)
+{
+  unsigned char reqs[16 * NBD_REQUEST_SIZE], r[4096];
+  put_reads (reqs, 16, cookie);
+  raw_send (&f->c, reqs, sizeof reqs);
+  for (unsigned i = 0; i < 16; i++) {
+    expect_simple (&f->c, cookie + i);
+    raw_recv (&f->c, r, sizeof r);
+  }
+}
+
 /* Requests that trickle in while replies wait (held batches over TCP):
  * a client that waits for each reply is never held (or, after it looked
  * deeper, rarely: the hold backs off), and one that keeps sending
@@ -289,17 +312,8 @@ test_trickled_requests (void **state)
   r3m_nbd_server_stats (f->srv, &st1);
   assert_int_equal (st1.holds, st0.holds);
 
-  /* 16 requests in one send (one batch): now the client looks 16
-   * deep... */
-  unsigned char burst[16 * NBD_REQUEST_SIZE];
-  for (unsigned i = 0; i < 16; i++)
-    raw_put_request (burst + i * NBD_REQUEST_SIZE, 0, NBD_CMD_READ, 500 + i,
-                     (uint64_t) i * 4096, sizeof r);
-  raw_send (&f->c, burst, sizeof burst);
-  for (unsigned i = 0; i < 16; i++) {
-    expect_simple (&f->c, 500 + i);
-    raw_recv (&f->c, r, sizeof r);
-  }
+  /* After a burst the client looks 16 deep... */
+  read_burst (f, 500);
   /* ... and then sends one at a time: no hold can find another, so
    * holding backs off (holds at requests 0, 2, 5, 10, ... 134: 8 in
    * 200). */
@@ -334,19 +348,12 @@ test_eof_while_held (void **state)
 {
   struct fixture *f = *state;
   go (f, &f->c);
-  unsigned char r[4096];
-  unsigned char reqs[16 * NBD_REQUEST_SIZE];
-  for (unsigned i = 0; i < 16; i++)
-    raw_put_request (reqs + i * NBD_REQUEST_SIZE, 0, NBD_CMD_READ, 700 + i,
-                     (uint64_t) i * 4096, sizeof r);
-  raw_send (&f->c, reqs, sizeof reqs);
-  for (unsigned i = 0; i < 16; i++) {
-    expect_simple (&f->c, 700 + i);
-    raw_recv (&f->c, r, sizeof r);
-  }
+  read_burst (f, 700);
+  unsigned char r[4096], reqs[2 * NBD_REQUEST_SIZE];
+  put_reads (reqs, 2, 700);
   struct r3m_nbd_server_stats st0, st1;
   r3m_nbd_server_stats (f->srv, &st0);
-  raw_send (&f->c, reqs, 2 * NBD_REQUEST_SIZE);
+  raw_send (&f->c, reqs, sizeof reqs);
   sleep_ms (1);
   assert_int_equal (shutdown (f->c.fd, SHUT_WR), 0);
   for (unsigned i = 0; i < 2; i++) {
