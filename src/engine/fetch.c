@@ -76,8 +76,8 @@ eng_fetch_retry (struct r3m_region *r, struct eng_dfetch *f)
   }
   if (f->result < 0)
     eng_fail_remote (r, f->result, "fetch of chunk %llu from %s",
-              (unsigned long long) f->chunk,
-              r3m_backend_describe (r->remote));
+                     (unsigned long long) f->chunk,
+                     r3m_backend_describe (r->remote));
   return f->result;
 }
 

@@ -390,11 +390,13 @@ store (struct r3m_region *r, struct eng_fetch *f)
     drop_partial (r, f);
   if (e < 0 && f->n == 1)
     eng_fail_remote (r, e, "background fetch of chunk %llu from %s",
-              (unsigned long long) c0, r3m_backend_describe (r->remote));
+                     (unsigned long long) c0,
+                     r3m_backend_describe (r->remote));
   else if (e < 0)
     eng_fail_remote (r, e, "background fetch of chunks %llu-%llu from %s",
-              (unsigned long long) c0, (unsigned long long) (c0 + f->n - 1),
-              r3m_backend_describe (r->remote));
+                     (unsigned long long) c0,
+                     (unsigned long long) (c0 + f->n - 1),
+                     r3m_backend_describe (r->remote));
   else if (f->zero) {
     e = r3m_backend_zero (r->cache, len, eng_chunk_off (r, c0),
                           R3M_IO_MAY_TRIM);

@@ -41,8 +41,8 @@ push_done (struct r3m_io *io, int result)
     atomic_fetch_add (&r->bytes_pushed, io->len);
   } else
     eng_fail_remote (r, result, "push of chunk %llu to %s",
-              (unsigned long long) p->chunk,
-              r3m_backend_describe (r->remote));
+                     (unsigned long long) p->chunk,
+                     r3m_backend_describe (r->remote));
 
   pthread_mutex_lock (&ps->mu);
   ps->inflight--;

@@ -77,10 +77,11 @@ nbd_srv_reader_free (struct nbd_srv_reader *r)
  * with spin_ns set, a fill first takes what is there without waiting
  * (replies stay batched while requests keep coming), and only when the
  * socket is empty (and holding, fill_hold, found nothing more) sends the
- * batch and polls for up to spin_ns before it sleeps.  Once a client stays silent for much longer than that (it
- * waits for its replies, or is idle), fills sleep at once until requests
- * again follow each other closely.  One spinner per server: two spinning
- * threads would starve each other and the client on two CPUs.
+ * batch and polls for up to spin_ns before it sleeps.  Once a client
+ * stays silent for much longer than that (it waits for its replies, or is
+ * idle), fills sleep at once until requests again follow each other
+ * closely.  One spinner per server: two spinning threads would starve
+ * each other and the client on two CPUs.
  *
  * Over TCP only the rest of a large payload is read this way, and the
  * request right behind it: between small requests polling made the
@@ -188,7 +189,7 @@ fill_read (struct nbd_srv_reader *r, void *buf, size_t len, bool payload)
   if (!payload)
     r->streamed = false;
   if (r->spin_ns == 0 || !spin) {
-    if (r->hold_ns && !payload && !spin) {
+    if (r->hold_ns && !spin) {  /* !spin: not a payload either */
       ssize_t k = fill_hold (r, buf, len, false);
       if (k != -EAGAIN)
         return k;
